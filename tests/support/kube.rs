@@ -1,0 +1,118 @@
+//! A real kube-apiserver + etcd (`kube-testenv`, built by `make testenv`),
+//! one per test binary, and a matching real `kubectl`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub struct ApiServer {
+    pub kubeconfig: PathBuf,
+    /// Held open for the life of the test binary: `--watch-stdin` makes the
+    /// server exit when this process does, however it exits.
+    _process: Mutex<(Child, ChildStdin)>,
+}
+
+static SERVER: OnceLock<ApiServer> = OnceLock::new();
+
+/// The API server for this test binary, started on first use.
+pub fn api_server() -> &'static ApiServer {
+    SERVER.get_or_init(|| start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn start() -> Result<ApiServer, String> {
+    let bin = super::testenv_dir().join("kube-testenv");
+    if !bin.exists() {
+        return Err(format!(
+            "{} does not exist: run `make testenv` (needs Go; see README, Testing)",
+            bin.display()
+        ));
+    }
+    let mut child = Command::new(&bin)
+        .arg("--watch-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    // Keep draining stderr so the server never blocks on a full pipe; keep the
+    // start of it for the error message.
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
+            }
+            let _ = etx.send(String::from_utf8_lossy(&head).into_owned());
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(180))
+        .unwrap_or_default();
+    let Some(path) = line.trim().strip_prefix("READY ") else {
+        let _ = child.kill();
+        let logs: String = erx.try_iter().last().unwrap_or_default();
+        return Err(format!(
+            "kube-testenv did not print READY (got {line:?}); stderr:\n{logs}"
+        ));
+    };
+    let stdin = child.stdin.take().ok_or("no stdin")?;
+    Ok(ApiServer {
+        kubeconfig: PathBuf::from(path),
+        _process: Mutex::new((child, stdin)),
+    })
+}
+
+/// A client with the admin credential. Make one per test: a client belongs
+/// to the tokio runtime it was made on.
+pub async fn admin_client() -> kube::Client {
+    kube::Client::try_from(admin_config().await).expect("client from the test kubeconfig")
+}
+
+/// The admin client configuration (cluster-admin via a client certificate).
+pub async fn admin_config() -> kube::Config {
+    let kubeconfig =
+        Kubeconfig::read_from(&api_server().kubeconfig).expect("read the test kubeconfig");
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config from the test kubeconfig")
+}
+
+/// Creates a namespace of its own for one test.
+pub async fn namespace(client: &kube::Client) -> String {
+    let name = super::unique_name("t");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name }
+    }))
+    .expect("namespace object");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    name
+}
+
+/// The matching real `kubectl`, pointed at the test API server.
+pub fn kubectl() -> Command {
+    let mut cmd = Command::new(super::testenv_dir().join("kubectl"));
+    cmd.arg("--kubeconfig").arg(&api_server().kubeconfig);
+    cmd
+}
