@@ -1,0 +1,25 @@
+//! The engine: credential rules that hold whatever drives them (the
+//! Kubernetes controller, `credshift plan/apply`, the HTTP API). It knows the
+//! store and the hashing, and nothing of Kubernetes, HTTP or files.
+
+mod passwords;
+
+pub use passwords::{Passwords, VerifyOutcome};
+
+use crate::hashing::HashError;
+use crate::store::StoreError;
+
+/// Why an engine operation could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored hash of one account cannot be used; other accounts are unaffected.
+    #[error("credential {credential:?} of account {login_id:?}: {source}")]
+    Hash {
+        login_id: String,
+        credential: String,
+        #[source]
+        source: HashError,
+    },
+}

@@ -1,0 +1,272 @@
+//! The account store: the only module that speaks SQL.
+//!
+//! SQLite (the embedded default, `sqlite://credshift.db`) and PostgreSQL
+//! (`postgres://…`) run the same queries through sqlx's `Any` driver, so the
+//! two behave the same by construction; only the migrations differ in
+//! dialect (`migrations/sqlite`, `migrations/postgres`). Times are stored as
+//! Unix milliseconds and always come from the caller, so a rehearsal with a
+//! fixed clock (`--now`) writes what a real run would.
+
+mod accounts;
+mod audit;
+mod credentials;
+mod import;
+
+pub use accounts::{Account, AccountState};
+pub use audit::AuditEntry;
+pub use credentials::{Credential, CredentialInfo, CredentialWrite, Expected, WriteKind};
+pub use import::{ImportOutcome, ImportRow};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Transaction};
+
+/// The store URL used when none is given.
+pub const DEFAULT_URL: &str = "sqlite://credshift.db";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// What went wrong in the store. Messages name the thing, never a secret
+/// (the URL's password is redacted, hashes are never included).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to the {backend} store at {url}: {source}")]
+    Connect {
+        backend: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{what} already exists")]
+    Duplicate { what: String },
+    #[error("{what} was changed concurrently; reload and try again")]
+    Conflict { what: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+/// A connected, migrated account store. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+/// Removes the password from a URL before it goes into a message.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::InvalidUrl {
+                url: redact_url(url),
+                reason: "expected sqlite://FILE or postgres://USER@HOST/DB".into(),
+            })
+        }
+    }
+}
+
+/// SQLite creates the file on first use, like `credshift apply` on a fresh machine expects.
+fn with_sqlite_defaults(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+impl Store {
+    /// Connects and applies pending migrations (what every command does on start).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend: Backend = url.parse()?;
+        let (connect_url, max_connections) = match backend {
+            // One writer at a time is all SQLite allows; readers share the rest.
+            Backend::Sqlite => (with_sqlite_defaults(url), 4),
+            Backend::Postgres => (url.to_owned(), 8),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connect_url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: backend.name(),
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            backend,
+            url: redact_url(url),
+        })
+    }
+
+    /// Applies the embedded migrations; returns how many were new.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let before = self.applied_migrations().await.unwrap_or(0);
+        migrator.run(&self.pool).await?;
+        let after = self.applied_migrations().await?;
+        Ok(after.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL with any password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Checks that the database answers (readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing to upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+}
+
+/// Unix milliseconds, the store's time representation.
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn timestamp(ms: i64, table: &'static str) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: format!("time out of range: {e}"),
+    })
+}
+
+/// Whether a database error is a unique-key violation (both dialects).
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db.code().as_deref() == Some("23505")
+                || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/credshift"),
+            "postgres://app:***@db:5432/credshift"
+        );
+        assert_eq!(redact_url("sqlite://credshift.db"), "sqlite://credshift.db");
+    }
+
+    #[test]
+    fn backend_from_url() {
+        assert_eq!("sqlite://x.db".parse::<Backend>().unwrap(), Backend::Sqlite);
+        assert_eq!(
+            "postgresql://h/db".parse::<Backend>().unwrap(),
+            Backend::Postgres
+        );
+        let err = "mysql://h/db".parse::<Backend>().unwrap_err().to_string();
+        assert!(err.contains("expected sqlite://"), "{err}");
+    }
+}
