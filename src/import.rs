@@ -224,10 +224,15 @@ fn parse_csv(
             Ok(true) => {
                 let line = record.position().map_or(line, |p| p.line());
                 batch.push(if record.len() != columns.len() {
+                    let hint = if record.iter().any(|cell| cell.starts_with("$argon2")) {
+                        " (argon2 hashes contain commas: put them in double quotes)"
+                    } else {
+                        ""
+                    };
                     Err(RowProblem {
                         line,
                         message: format!(
-                            "expected {} fields, found {}",
+                            "expected {} fields, found {}{hint}",
                             columns.len(),
                             record.len()
                         ),

@@ -1,6 +1,7 @@
 -- credshift account store, PostgreSQL flavour. Keep in step with ../sqlite/0001_initial.sql:
 -- same tables, columns, constraints and triggers; only the dialect differs.
--- Times are Unix milliseconds (UTC) in BIGINT columns on both databases.
+-- Times are Unix milliseconds (UTC) in BIGINT columns on both databases; flags are
+-- 0/1 integers (sqlx's Any driver has no portable boolean).
 
 CREATE TABLE accounts (
     id          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -32,7 +33,7 @@ CREATE TABLE credentials (
     hash         TEXT    NOT NULL,
     set_at       BIGINT  NOT NULL,
     set_via      TEXT    NOT NULL,
-    must_change  BOOLEAN NOT NULL DEFAULT FALSE,
+    must_change  SMALLINT NOT NULL DEFAULT 0 CHECK (must_change IN (0, 1)),
     version      BIGINT  NOT NULL DEFAULT 1,
     PRIMARY KEY (account_id, name)
 );

@@ -95,7 +95,8 @@ impl fmt::Debug for CredentialWrite {
     }
 }
 
-type CredentialRow = (i64, String, String, i64, String, bool, i64);
+/// `must_change` is a 0/1 integer in both dialects.
+type CredentialRow = (i64, String, String, i64, String, i64, i64);
 
 impl TryFrom<CredentialRow> for Credential {
     type Error = StoreError;
@@ -107,7 +108,7 @@ impl TryFrom<CredentialRow> for Credential {
             hash,
             set_at: timestamp(set_at, "credentials")?,
             set_via,
-            must_change,
+            must_change: must_change != 0,
             version,
         })
     }
@@ -258,7 +259,7 @@ async fn write_one(
             .bind(&write.hash)
             .bind(millis(now))
             .bind(&write.via)
-            .bind(write.must_change)
+            .bind(i16::from(write.must_change))
             .fetch_one(&mut *conn)
             .await;
             match inserted {
@@ -276,7 +277,7 @@ async fn write_one(
             .bind(&write.hash)
             .bind(millis(now))
             .bind(&write.via)
-            .bind(write.must_change)
+            .bind(i16::from(write.must_change))
             .bind(account.id)
             .bind(&write.name)
             .bind(expected)
@@ -297,7 +298,7 @@ async fn write_one(
             .bind(&write.hash)
             .bind(millis(now))
             .bind(&write.via)
-            .bind(write.must_change)
+            .bind(i16::from(write.must_change))
             .fetch_one(&mut *conn)
             .await?,
         ),

@@ -50,8 +50,9 @@ pub enum ImportOutcome {
     },
 }
 
-/// `($1, $2, $3), ($4, $5, $6), …` for a multi-row statement.
-fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+/// `($1, $2, $3), ($4, $5, $6), …` for a multi-row statement; `tail` is
+/// appended inside each row for constant columns, e.g. `, 0, 1`.
+fn placeholders(rows: usize, columns: usize, first: usize, tail: &str) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
@@ -65,6 +66,7 @@ fn placeholders(rows: usize, columns: usize, first: usize) -> String {
             out.push('$');
             out.push_str(&(first + r * columns + c).to_string());
         }
+        out.push_str(tail);
         out.push(')');
     }
     out
@@ -100,9 +102,9 @@ impl Store {
             .collect();
         if !new_rows.is_empty() {
             let sql = format!(
-                "INSERT INTO accounts (realm, login_id, base_email, state, created_at, updated_at) \
+                "INSERT INTO accounts (realm, login_id, base_email, created_at, updated_at, state) \
                  VALUES {} ON CONFLICT (realm, login_id) DO NOTHING",
-                placeholders(new_rows.len(), 5, 1)
+                placeholders(new_rows.len(), 5, 1, ", 'active'")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in &new_rows {
@@ -184,7 +186,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
                  VALUES {} ON CONFLICT (account_id, name) DO NOTHING",
-                placeholders(chunk.len(), 5, 1).replace(')', ", FALSE, 1)")
+                placeholders(chunk.len(), 5, 1, ", 0, 1")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (id, name, hash) in chunk {
@@ -244,7 +246,7 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_and_columns() {
-        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 2, 5), "($5, $6)");
+        assert_eq!(placeholders(2, 3, 1, ""), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 2, 5, ", 0"), "($5, $6, 0)");
     }
 }

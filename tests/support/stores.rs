@@ -41,7 +41,7 @@ impl TestStore {
 /// calling `body(TestStore)` on a fresh store of that kind.
 #[macro_export]
 macro_rules! store_test {
-    ($name:ident, $body:path) => {
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
