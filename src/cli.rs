@@ -42,6 +42,8 @@ pub enum Command {
     /// Members: import, show, verify a password, set a password.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
+    Crd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +134,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(EXIT_OK)
             }
             Command::Accounts(cmd) => accounts::run(cmd).await,
+            Command::Crd => {
+                print!("{}", crate::resources::crds_yaml()?);
+                Ok(EXIT_OK)
+            }
         }
     });
     match result {

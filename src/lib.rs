@@ -12,5 +12,6 @@ pub mod engine;
 pub mod hashing;
 pub mod import;
 pub mod logging;
+pub mod resources;
 pub mod store;
 pub mod validate;

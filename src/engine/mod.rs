@@ -1,8 +1,16 @@
 //! The engine: credential rules that hold whatever drives them (the
 //! Kubernetes controller, `credshift plan/apply`, the HTTP API). It knows the
 //! store and the hashing, and nothing of Kubernetes, HTTP or files.
+//!
+//! - [`model`]: the plain policy and cutover the drivers build from resources.
+//! - [`routing`]: which credential answers a purpose at an instant.
+//! - [`validate`]: rules across fields and objects the schema cannot express.
+//! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
 
-mod passwords;
+pub mod model;
+pub mod passwords;
+pub mod routing;
+pub mod validate;
 
 pub use passwords::{Passwords, VerifyOutcome};
 

@@ -1,0 +1,133 @@
+//! From custom resources to the engine's plain model. Parsing that the
+//! schema could not do (instants, durations) fails here with the field named.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::{CredentialCutoverSpec, CredentialPolicySpec, RecoveryMode};
+use crate::engine::model::{
+    self, CredentialRules, Cutover, Policy, Problem, Recovery, SelfService,
+};
+use crate::hashing::Argon2Params;
+
+impl CredentialPolicySpec {
+    /// The engine's view of this policy, named `name`.
+    pub fn model(&self, name: &str) -> Result<Policy, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut credentials = BTreeMap::new();
+        for c in &self.credentials {
+            let field = format!("spec.credentials[{}]", c.name);
+            let recovery = match c.recovery.mode {
+                RecoveryMode::Helpdesk => Recovery::Helpdesk,
+                RecoveryMode::None => Recovery::None,
+                RecoveryMode::SelfService => match &c.recovery.self_service {
+                    None => {
+                        problems.push(Problem::new(
+                            format!("{field}.recovery.selfService"),
+                            "is required when recovery.mode is SelfService",
+                        ));
+                        Recovery::None
+                    }
+                    Some(s) => {
+                        let mut duration = |d: &super::GoDuration, what: &str| {
+                            d.parse().unwrap_or_else(|e| {
+                                problems.push(Problem::new(
+                                    format!("{field}.recovery.selfService.{what}"),
+                                    e,
+                                ));
+                                std::time::Duration::ZERO
+                            })
+                        };
+                        let ttl = duration(&s.ttl, "ttl");
+                        let per = duration(&s.rate_limit.per, "rateLimit.per");
+                        Recovery::SelfService(SelfService {
+                            temp_length: s.temporary_password.length,
+                            alphabet: s.temporary_password.alphabet.chars().collect(),
+                            ttl,
+                            rate_limit_requests: s.rate_limit.requests,
+                            rate_limit_per: per,
+                            mail_from: s.mail.from.clone(),
+                            mail_subject: s.mail.subject.clone(),
+                            mail_body: s.mail.body.clone(),
+                        })
+                    }
+                },
+            };
+            let rules = CredentialRules {
+                hashing: Argon2Params {
+                    memory_kib: c.hashing.memory_kib,
+                    iterations: c.hashing.iterations,
+                    parallelism: c.hashing.parallelism,
+                },
+                min_length: c.rules.min_length,
+                max_length: c.rules.max_length,
+                not_login_id: c.rules.not_login_id,
+                blocklist: c.rules.blocklist,
+                history_depth: c.rules.history_depth,
+                change_via: c.change_via.iter().cloned().collect(),
+                recovery,
+            };
+            if credentials.insert(c.name.clone(), rules).is_some() {
+                problems.push(Problem::new(field, "is listed twice"));
+            }
+        }
+        let policy = Policy {
+            name: name.to_owned(),
+            realm: self.realm.clone(),
+            credentials,
+            purposes: self.purposes.clone(),
+        };
+        problems.extend(crate::engine::validate::validate_policy(&policy));
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl CredentialCutoverSpec {
+    /// The engine's view of this cutover, named `name`, for policy `policy`.
+    pub fn model(&self, name: &str, policy: &str) -> Result<Cutover, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let at = self.at.parse::<Timestamp>().unwrap_or_else(|e| {
+            problems.push(Problem::new(
+                "spec.at",
+                format!("{:?} is not an RFC 3339 instant with offset, like 2018-04-18T00:00:00+09:00: {e}", self.at),
+            ));
+            Timestamp::UNIX_EPOCH
+        });
+        let mut duration = |d: &super::GoDuration, field: &str| {
+            d.parse().unwrap_or_else(|e| {
+                problems.push(Problem::new(field, e));
+                std::time::Duration::ZERO
+            })
+        };
+        let window = duration(&self.window, "spec.window");
+        let retain_source = duration(&self.retain_source, "spec.retainSource");
+        if window.is_zero() && problems.is_empty() {
+            problems.push(Problem::new("spec.window", "must be longer than 0s"));
+        }
+        let cutover = Cutover {
+            name: name.to_owned(),
+            policy: policy.to_owned(),
+            at,
+            window,
+            on_window_exceeded: match self.on_window_exceeded {
+                super::WindowAction::Continue => model::WindowAction::Continue,
+                super::WindowAction::Suspend => model::WindowAction::Suspend,
+            },
+            from: self.split.from.clone(),
+            into: self.split.into.clone(),
+            batch_size: self.batch_size.clamp(1, 10_000),
+            suspend: self.suspend,
+            retain_source,
+        };
+        if problems.is_empty() {
+            Ok(cutover)
+        } else {
+            Err(problems)
+        }
+    }
+}
