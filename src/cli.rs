@@ -44,6 +44,9 @@ pub enum Command {
     Accounts(accounts::AccountsCommand),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
+    /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
+    /// objects (leader election, /healthz, /readyz, /metrics on --health-addr).
+    Controller(crate::controller::ControllerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +137,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(EXIT_OK)
             }
             Command::Accounts(cmd) => accounts::run(cmd).await,
+            Command::Controller(args) => {
+                crate::controller::run(args).await?;
+                Ok(EXIT_OK)
+            }
             Command::Crd => {
                 print!("{}", crate::resources::crds_yaml()?);
                 Ok(EXIT_OK)

@@ -8,6 +8,7 @@
 //! - Drivers: [`cli`] (and [`import`] for member files).
 
 pub mod cli;
+pub mod controller;
 pub mod engine;
 pub mod hashing;
 pub mod import;

@@ -14,6 +14,17 @@ use crate::hashing::Argon2Params;
 impl CredentialPolicySpec {
     /// The engine's view of this policy, named `name`.
     pub fn model(&self, name: &str) -> Result<Policy, Vec<Problem>> {
+        let (policy, problems) = self.model_with_problems(name);
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The model as far as it can be built, and what is wrong with the spec.
+    /// A cutover is still checked against the credential names of an invalid policy.
+    pub fn model_with_problems(&self, name: &str) -> (Policy, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut credentials = BTreeMap::new();
         for c in &self.credentials {
@@ -79,11 +90,7 @@ impl CredentialPolicySpec {
             purposes: self.purposes.clone(),
         };
         problems.extend(crate::engine::validate::validate_policy(&policy));
-        if problems.is_empty() {
-            Ok(policy)
-        } else {
-            Err(problems)
-        }
+        (policy, problems)
     }
 }
 

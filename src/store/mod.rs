@@ -10,11 +10,13 @@
 mod accounts;
 mod audit;
 mod credentials;
+mod cutovers;
 mod import;
 
 pub use accounts::{Account, AccountState};
 pub use audit::AuditEntry;
 pub use credentials::{Credential, CredentialInfo, CredentialWrite, Expected, WriteKind};
+pub use cutovers::CheckpointPhase;
 pub use import::{ImportOutcome, ImportRow};
 
 use std::str::FromStr;

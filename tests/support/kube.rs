@@ -116,3 +116,72 @@ pub fn kubectl() -> Command {
     cmd.arg("--kubeconfig").arg(&api_server().kubeconfig);
     cmd
 }
+
+/// Installs credshift's CRDs from `crds/` once per test binary and waits
+/// until they are Established.
+pub fn install_crds() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let out = kubectl()
+            .arg("apply")
+            .arg("-f")
+            .arg(&crds)
+            .output()
+            .expect("kubectl apply crds");
+        assert!(
+            out.status.success(),
+            "apply CRDs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s"])
+            .args([
+                "crd/credentialpolicies.credshift.dev",
+                "crd/credentialcutovers.credshift.dev",
+            ])
+            .output()
+            .expect("kubectl wait");
+        assert!(
+            out.status.success(),
+            "CRDs Established: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Runs kubectl with `input` on stdin; returns (success, stdout, stderr).
+pub fn kubectl_stdin(args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs kubectl; panics with its stderr unless it succeeds; returns stdout.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl().args(args).output().expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,335 @@
+//! `credshift controller`: the Kubernetes driver. It watches
+//! CredentialPolicy and CredentialCutover objects, runs the engine for them
+//! and writes what it finds to their status. Only the holder of a
+//! coordination Lease runs the reconcilers, so two replicas never both write.
+
+mod cutover;
+mod health;
+mod metrics;
+mod policy;
+mod status;
+
+pub use metrics::Metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store as Cache};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::resources::{CredentialCutover, CredentialPolicy};
+use crate::store::Store;
+
+/// Flags of `credshift controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub store: crate::cli::StoreArgs,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CREDSHIFT_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespace of the leader-election Lease (in a cluster: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "CREDSHIFT_LEASE_NAME",
+        default_value = "credshift-controller"
+    )]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (in a cluster: the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Lease duration in seconds: how long a dead leader blocks the others.
+    #[arg(long, env = "CREDSHIFT_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "CREDSHIFT_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    pub health_addr: SocketAddr,
+}
+
+/// Why the controller stopped or a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("leader election: {0}")]
+    Lease(String),
+    #[error("health endpoint: {0}")]
+    Health(std::io::Error),
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    /// A CamelCase reason for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeApi",
+            Error::Store(_) => "Store",
+            Error::Lease(_) => "Lease",
+            Error::Health(_) => "Health",
+            Error::NoNamespace(_) => "NoNamespace",
+        }
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub policies: Cache<CredentialPolicy>,
+    pub cutovers: Cache<CredentialCutover>,
+}
+
+impl Context {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The field manager of every status write.
+pub const MANAGER: &str = "credshift-controller";
+
+/// Runs until SIGTERM or SIGINT. Fails fast, with a clear message, when the
+/// API server or the store cannot be reached at start.
+pub async fn run(args: ControllerArgs) -> Result<(), Error> {
+    let client = Client::try_default().await?;
+    let version = client.apiserver_version().await?;
+    info!(version = %version.git_version, "connected to the Kubernetes API server");
+    let store = Store::open(&args.store.url).await?;
+    info!(store = store.url(), "store opened");
+
+    let metrics = Metrics::default();
+    let readiness = health::Readiness::default();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let health = tokio::spawn(health::serve(
+        args.health_addr,
+        readiness.clone(),
+        store.clone(),
+        metrics.clone(),
+        shutdown,
+    ));
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "credshift".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_seconds)
+        .with_grace(args.lease_seconds.div_ceil(3).max(1))
+        .build()
+        .await
+        .map_err(|e| Error::Lease(e.to_string()))?;
+    let (mut leader, lease_task) = lease.watch().await;
+    // A standby is ready once it watches the lease; the leader once its watches sync.
+    readiness.synced.store(true, Ordering::Relaxed);
+    info!(%identity, lease = %args.lease_name, "waiting for leadership");
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut reconcilers: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let is_leader = *leader.borrow_and_update();
+        match (is_leader, reconcilers.is_some()) {
+            (true, false) => {
+                info!(%identity, "became leader; starting reconcilers");
+                readiness.synced.store(false, Ordering::Relaxed);
+                reconcilers = Some(tokio::spawn(reconcile_all(
+                    client.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                    args.namespace.clone(),
+                    identity.clone(),
+                    readiness.clone(),
+                )));
+            }
+            (false, true) => {
+                warn!(%identity, "lost leadership; stopping reconcilers");
+                if let Some(task) = reconcilers.take() {
+                    task.abort();
+                }
+                readiness.synced.store(true, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = &mut signal => break,
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return Err(Error::Lease("the lease watcher stopped".into()));
+                }
+            }
+        }
+    }
+
+    info!("shutting down");
+    if let Some(task) = reconcilers.take() {
+        task.abort();
+        let _ = task.await;
+    }
+    // Dropping the receiver makes the lease task release the lease, so a
+    // standby takes over at once instead of after the lease expires.
+    drop(leader);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    let _ = shutdown_tx.send(true);
+    match health.await {
+        Ok(Err(e)) => Err(Error::Health(e)),
+        _ => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs both controllers until aborted (on loss of leadership or shutdown).
+async fn reconcile_all(
+    client: Client,
+    store: Store,
+    metrics: Metrics,
+    namespace: Option<String>,
+    identity: String,
+    readiness: health::Readiness,
+) {
+    let (policies_api, cutovers_api): (Api<CredentialPolicy>, Api<CredentialCutover>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: Some(identity),
+        },
+    );
+    let policy_controller =
+        Controller::new(policies_api, watcher::Config::default().any_semantic());
+    let cutover_controller = Controller::new(
+        cutovers_api.clone(),
+        watcher::Config::default().any_semantic(),
+    );
+    let ctx = Arc::new(Context {
+        client,
+        store,
+        metrics,
+        recorder,
+        policies: policy_controller.store(),
+        cutovers: cutover_controller.store(),
+    });
+
+    // A policy's status shows its cutovers; a cutover depends on its policy.
+    let policy_controller = policy_controller.watches(
+        cutovers_api,
+        watcher::Config::default().any_semantic(),
+        |c: CredentialCutover| {
+            c.namespace()
+                .map(|ns| ObjectRef::new(&c.spec.policy_ref.name).within(&ns))
+        },
+    );
+    let cutover_ctx = ctx.clone();
+    let cutovers_of_policy = move |p: CredentialPolicy| {
+        let ns = p.namespace();
+        let name = p.name_any();
+        cutover_ctx
+            .cutovers
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace() == ns && c.spec.policy_ref.name == name)
+            .map(|c| ObjectRef::from_obj(&*c))
+            .collect::<Vec<_>>()
+    };
+    let policies_for_cutovers: Api<CredentialPolicy> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let cutover_controller = cutover_controller.watches(
+        policies_for_cutovers,
+        watcher::Config::default().any_semantic(),
+        cutovers_of_policy,
+    );
+
+    let sync_ctx = ctx.clone();
+    let ready = readiness.clone();
+    tokio::spawn(async move {
+        wait_synced(&sync_ctx.policies).await;
+        wait_synced(&sync_ctx.cutovers).await;
+        info!("watches synced; ready");
+        ready.synced.store(true, Ordering::Relaxed);
+    });
+
+    let policies = policy_controller
+        .run(policy::reconcile, policy::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let cutovers = cutover_controller
+        .run(cutover::reconcile, cutover::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()));
+    futures::join!(policies, cutovers);
+}
+
+/// Waits until a watch cache holds its first full list. The cache's
+/// readiness wakes only one waiter (the controller's own runner), so this
+/// asks again until it answers at once.
+async fn wait_synced<K>(cache: &Cache<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(200), cache.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+/// Requeue after a failed reconcile: quickly at first; the controller's own
+/// backoff spaces repeated failures.
+fn requeue_after_error(kind: &'static str, error: &Error, ctx: &Context) -> Action {
+    ctx.metrics.failed(kind, error.reason());
+    warn!(kind, reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}

@@ -1,0 +1,193 @@
+//! Reconciling a CredentialPolicy: validate, compute the effective routing
+//! now, count members per credential, write status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::status::{apply_status, conditions, event, find};
+use super::{Context, Error, requeue_after_error};
+use crate::engine::model::{CutoverProgress, describe};
+use crate::engine::routing::effective_routing;
+use crate::resources::{
+    ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy, CredentialPolicyStatus,
+    RouteStatus,
+};
+use crate::store::CheckpointPhase;
+
+const KIND: &str = "CredentialPolicy";
+
+/// `namespace/name`: how the engine and the store name a resource.
+pub fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+pub async fn reconcile(policy: Arc<CredentialPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&policy, &ctx).await;
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    result
+}
+
+pub fn error_policy(_policy: Arc<CredentialPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    requeue_after_error(KIND, error, &ctx)
+}
+
+/// The cutovers of a policy with the progress their checkpoints record.
+pub async fn cutovers_of(
+    ctx: &Context,
+    namespace: &str,
+    policy_name: &str,
+) -> Result<Vec<(Arc<CredentialCutover>, CutoverProgress)>, Error> {
+    let mut out = Vec::new();
+    for c in ctx.cutovers.state() {
+        if c.namespace().as_deref() != Some(namespace) || c.spec.policy_ref.name != policy_name {
+            continue;
+        }
+        let progress = match ctx
+            .store
+            .checkpoint_phase(&key(namespace, &c.name_any()))
+            .await?
+        {
+            None => CutoverProgress::NotStarted,
+            Some(CheckpointPhase::Running) => CutoverProgress::Running,
+            Some(CheckpointPhase::Completed | CheckpointPhase::Retired) => {
+                CutoverProgress::Completed
+            }
+        };
+        out.push((c, progress));
+    }
+    out.sort_by_key(|(c, _)| c.creation_timestamp());
+    Ok(out)
+}
+
+async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Action, Error> {
+    let ns = policy
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(policy.name_any()))?;
+    let name = policy.name_any();
+    let previous = policy.status.clone().unwrap_or_default();
+    let generation = policy.metadata.generation;
+
+    let model = match policy.spec.model(&key(&ns, &name)) {
+        Ok(model) => model,
+        Err(problems) => {
+            let message = describe(&problems);
+            let was_stalled = find(&previous.conditions, "Stalled")
+                .is_some_and(|c| c.status == ConditionStatus::True && c.message == message);
+            let status = CredentialPolicyStatus {
+                observed_generation: generation,
+                conditions: conditions(
+                    &previous.conditions,
+                    generation,
+                    (false, "InvalidSpec", format!("not in force: {message}")),
+                    None,
+                    Some(("InvalidSpec", message.clone())),
+                ),
+                ..previous.clone()
+            };
+            apply_status(ctx, policy, &status).await?;
+            if !was_stalled {
+                event(ctx, policy, true, "InvalidSpec", "Validate", message).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    let now = ctx.now();
+    let cutovers = cutovers_of(ctx, &ns, &name).await?;
+    let mut models = Vec::new();
+    for (c, progress) in &cutovers {
+        // An invalid cutover is reported on itself; it does not route.
+        if let Ok(m) = c.spec.model(&key(&ns, &c.name_any()), &key(&ns, &name)) {
+            models.push((m, *progress));
+        }
+    }
+    let routing = effective_routing(&model, &models, now);
+    let mut counts = Vec::new();
+    for credential in model.credentials.keys() {
+        counts.push(CredentialCount {
+            name: credential.clone(),
+            accounts: ctx
+                .store
+                .count_credentials(&model.realm, credential)
+                .await?,
+        });
+    }
+    let accounts = ctx.store.count_accounts(&model.realm).await?;
+
+    let summary = routing
+        .iter()
+        .map(|(purpose, route)| format!("{purpose}→{}", route.answering(false)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let status = CredentialPolicyStatus {
+        observed_generation: generation,
+        conditions: conditions(
+            &previous.conditions,
+            generation,
+            (
+                true,
+                "InForce",
+                format!(
+                    "{accounts} accounts in realm {}; routing {summary}",
+                    model.realm
+                ),
+            ),
+            None,
+            None,
+        ),
+        routing: routing
+            .iter()
+            .map(|(purpose, route)| RouteStatus {
+                purpose: purpose.clone(),
+                credential: route.answering(true).to_owned(),
+                mode: route.mode().to_owned(),
+                source: match route {
+                    crate::engine::routing::Route::Direct { .. } => None,
+                    crate::engine::routing::Route::Source { source, .. }
+                    | crate::engine::routing::Route::DualRead { source, .. } => {
+                        Some(source.clone())
+                    }
+                },
+                cutover: match route {
+                    crate::engine::routing::Route::Direct { .. } => None,
+                    crate::engine::routing::Route::Source { cutover, .. }
+                    | crate::engine::routing::Route::DualRead { cutover, .. } => {
+                        Some(cutover.clone())
+                    }
+                },
+            })
+            .collect(),
+        credentials: counts,
+        accounts: Some(accounts),
+    };
+    let became_ready =
+        !find(&previous.conditions, "Ready").is_some_and(|c| c.status == ConditionStatus::True);
+    if status != previous {
+        apply_status(ctx, policy, &status).await?;
+    }
+    if became_ready {
+        event(
+            ctx,
+            policy,
+            false,
+            "InForce",
+            "Validate",
+            format!("policy in force for realm {}", model.realm),
+        )
+        .await;
+    }
+    // Routing changes at the next pending cutover's instant; counts drift slowly.
+    let next_switch = models
+        .iter()
+        .filter(|(c, p)| *p == CutoverProgress::NotStarted && c.at > now)
+        .map(|(c, _)| c.at.duration_since(now).unsigned_abs())
+        .min();
+    let refresh = Duration::from_secs(300);
+    Ok(Action::requeue(next_switch.map_or(refresh, |d| {
+        d.min(refresh) + Duration::from_millis(10)
+    })))
+}

@@ -1,0 +1,575 @@
+//! The custom resources and the controller against a real kube-apiserver +
+//! etcd and a real kubectl (SPEC §2 and §6).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use credshift::resources::{ConditionStatus, CredentialCutover, CredentialPolicy};
+use credshift::store::{CredentialWrite, Expected, Store, WriteKind};
+use kube::api::Api;
+
+use support::controller;
+use support::kube::{admin_client, install_crds, kubectl_ok, kubectl_stdin, namespace};
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/2018-split")
+        .join(name);
+    std::fs::read_to_string(path).expect("example manifest")
+}
+
+fn apply(ns: &str, manifest: &str) {
+    let (ok, _, err) = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
+    assert!(ok, "kubectl apply failed: {err}\n{manifest}");
+}
+
+/// A cutover like the 2018 one, but `at` some time from now.
+fn future_cutover(name: &str, at: &str) -> String {
+    example("cutover.yaml")
+        .replace("name: split-login-2018", &format!("name: {name}"))
+        .replace("\"2018-04-18T00:00:00+09:00\"", &format!("\"{at}\""))
+}
+
+/// A store with `n` members holding the old login password.
+async fn store_with_members(dir: &Path, n: usize) -> (Store, String) {
+    let url = format!("sqlite://{}", dir.join("credshift.db").display());
+    let store = Store::open(&url).await.expect("store");
+    let now = jiff::Timestamp::now();
+    for i in 0..n {
+        let account = store
+            .create_account(
+                "wakwak",
+                &format!("wk{i:06}"),
+                "m@wakwak.example.jp",
+                "test",
+                now,
+            )
+            .await
+            .expect("account");
+        let write = CredentialWrite {
+            name: "login".into(),
+            hash: "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/".into(),
+            expected: Expected::Absent,
+            via: "import".into(),
+            must_change: false,
+            action: "credential.set",
+            kind: WriteKind::Set,
+        };
+        store
+            .write_credential(&account, write, now)
+            .await
+            .expect("credential");
+    }
+    (store, url)
+}
+
+/// Polls `check` on the object until it returns true.
+async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, what: &str, mut check: F) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: FnMut(&K) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(obj) = api.get(name).await {
+            if check(&obj) {
+                return obj;
+            }
+            if Instant::now() > deadline {
+                panic!("{what}: not reached within {timeout:?}; last seen: {obj:#?}");
+            }
+        } else if Instant::now() > deadline {
+            panic!("{what}: {name} not readable within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(
+    conds: &[credshift::resources::Condition],
+    type_: &str,
+) -> Option<(ConditionStatus, String)> {
+    conds
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.message.clone()))
+}
+
+fn policy_condition(p: &CredentialPolicy, type_: &str) -> Option<(ConditionStatus, String)> {
+    p.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+}
+
+fn cutover_condition(c: &CredentialCutover, type_: &str) -> Option<(ConditionStatus, String)> {
+    c.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+}
+
+// ---------------------------------------------------------------------------
+// The CRDs
+
+#[test]
+fn crds_are_accepted_and_kubectl_explain_teaches_the_api() {
+    install_crds();
+    let explained = kubectl_ok(&["explain", "credentialcutover.spec.split"]);
+    assert!(
+        explained.contains("The shared credential being split"),
+        "{explained}"
+    );
+    let explained = kubectl_ok(&["explain", "credentialpolicy.spec.credentials.recovery.mode"]);
+    assert!(explained.contains("SelfService"), "{explained}");
+    let categories = kubectl_ok(&["api-resources", "--categories=credshift", "-o", "name"]);
+    assert!(
+        categories.contains("credentialpolicies.credshift.dev"),
+        "{categories}"
+    );
+    assert!(
+        categories.contains("credentialcutovers.credshift.dev"),
+        "{categories}"
+    );
+}
+
+/// Invalid specs are rejected by the API server with a message naming the field.
+#[test]
+fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
+    install_crds();
+    let ns = kubectl_namespace();
+    let policy = example("policy.yaml");
+    let cutover = example("cutover.yaml");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("policy realm not a DNS label", policy.replace("realm: wakwak", "realm: WakWak!"), "spec.realm"),
+        (
+            "policy without credentials",
+            "apiVersion: credshift.dev/v1alpha1\nkind: CredentialPolicy\nmetadata: {name: empty}\nspec: {realm: x, credentials: [], purposes: {}}\n".into(),
+            "spec.credentials",
+        ),
+        (
+            "purpose routed to an unknown credential",
+            policy.replace("ftp: ftp", "ftp: nothing"),
+            "every purpose in spec.purposes must route to a credential",
+        ),
+        ("duplicate credential name", policy.replace("- name: ftp", "- name: mail"), "spec.credentials"),
+        (
+            "SelfService without settings",
+            policy.replacen("mode: Helpdesk", "mode: SelfService", 1),
+            "recovery.selfService is required",
+        ),
+        ("unknown recovery mode", policy.replacen("mode: Helpdesk", "mode: Email", 1), "spec.credentials[0].recovery.mode"),
+        ("channel name with a space", policy.replace("changeVia: [utility]", "changeVia: [\"the utility\"]"), "changeVia"),
+        ("temporary password too short", policy.replace("length: 16", "length: 4"), "temporaryPassword.length"),
+        ("ttl not a duration", policy.replace("ttl: 24h", "ttl: one day"), "ttl"),
+        (
+            "mail body without the temporary password",
+            policy.replace("仮パスワード: {{temporary_password}}", "").replace("is {{temporary_password}}", "is"),
+            "mail.body must contain",
+        ),
+        ("cutover at not a date-time", cutover.replace("\"2018-04-18T00:00:00+09:00\"", "\"next wednesday\""), "spec.at"),
+        ("cutover window negative", cutover.replace("window: 6h", "window: -6h"), "spec.window"),
+        ("cutover window zero", cutover.replace("window: 6h", "window: 0s"), "window must be longer than 0s"),
+        ("split into nothing", cutover.replace("into: [support, connection]", "into: []"), "spec.split.into"),
+        (
+            "split into duplicates",
+            cutover.replace("into: [support, connection]", "into: [support, support]"),
+            "split.into must not contain duplicates",
+        ),
+        (
+            "split into its own source",
+            cutover.replace("into: [support, connection]", "into: [support, login]"),
+            "split.into must not contain split.from",
+        ),
+        ("batch size zero", cutover.replace("batchSize: 1000", "batchSize: 0"), "spec.batchSize"),
+        ("batch size huge", cutover.replace("batchSize: 1000", "batchSize: 100000000"), "spec.batchSize"),
+        ("unknown initial value", cutover.replace("initialValue: CopyFromSource", "initialValue: Random"), "spec.split.initialValue"),
+        ("unknown window action", cutover.replace("onWindowExceeded: Continue", "onWindowExceeded: Panic"), "spec.onWindowExceeded"),
+    ];
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for (what, manifest, field) in &cases {
+        let (ok, _, err) = kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], manifest);
+        if ok {
+            failures.push(format!("{what}: accepted"));
+        } else if !err.contains(field) {
+            failures.push(format!("{what}: message does not name {field:?}: {err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Transition rules: policyRef and split cannot change once set.
+    apply(&ns, &cutover);
+    for (changed, field) in [
+        (
+            cutover.replace("name: wakwak", "name: other"),
+            "policyRef is immutable",
+        ),
+        (
+            cutover.replace("into: [support, connection]", "into: [support]"),
+            "split is immutable",
+        ),
+    ] {
+        let (ok, _, err) = kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &changed);
+        assert!(!ok && err.contains(field), "{field}: {err}");
+    }
+}
+
+fn kubectl_namespace() -> String {
+    let name = support::unique_name("t");
+    kubectl_ok(&["create", "namespace", &name]);
+    name
+}
+
+// ---------------------------------------------------------------------------
+// The controller
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 12).await;
+    apply(&ns, &example("policy.yaml"));
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    apply(&ns, &future_cutover("split-login", &at));
+
+    let mut ctl = controller::start(&ns, &url, "ctl-a", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+
+    let out = tokio::task::spawn_blocking({
+        let ns = ns.clone();
+        move || {
+            kubectl_ok(&[
+                "wait",
+                "-n",
+                &ns,
+                "--for=condition=Ready",
+                "--timeout=60s",
+                "credentialpolicy/wakwak",
+            ])
+        }
+    })
+    .await
+    .expect("kubectl wait");
+    assert!(out.contains("condition met"), "{out}");
+
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    let p = policies.get("wakwak").await.expect("policy");
+    let status = p.status.expect("status");
+    assert_eq!(status.observed_generation, p.metadata.generation);
+    assert_eq!(status.accounts, Some(12));
+    let login = status
+        .credentials
+        .iter()
+        .find(|c| c.name == "login")
+        .expect("login count");
+    assert_eq!(login.accounts, 12);
+    // Before the date, the portal and the connection are answered by the one login password.
+    let route = |purpose: &str| {
+        status
+            .routing
+            .iter()
+            .find(|r| r.purpose == purpose)
+            .expect("route")
+            .clone()
+    };
+    assert_eq!(
+        (
+            route("support-portal").mode.as_str(),
+            route("support-portal").source.as_deref()
+        ),
+        ("Source", Some("login"))
+    );
+    assert_eq!(route("connection").source.as_deref(), Some("login"));
+    assert_eq!(route("mail").mode, "Direct");
+
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    let c = wait_for(
+        &cutovers,
+        "split-login",
+        Duration::from_secs(30),
+        "cutover Scheduled",
+        |c| {
+            c.status.as_ref().and_then(|s| s.phase)
+                == Some(credshift::resources::CutoverPhase::Scheduled)
+        },
+    )
+    .await;
+    let status = c.status.expect("status");
+    assert_eq!(
+        status.progress.as_ref().map(|p| p.total),
+        Some(12),
+        "accounts in scope"
+    );
+    assert!(status.scheduled_at.is_some());
+
+    let table = tokio::task::spawn_blocking({
+        let ns = ns.clone();
+        move || kubectl_ok(&["get", "credentialcutovers", "-n", &ns])
+    })
+    .await
+    .expect("kubectl get");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "POLICY", "AT", "PHASE", "PROGRESS", "READY", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("Scheduled") && table.contains("0/12"),
+        "{table}"
+    );
+    let all = tokio::task::spawn_blocking({
+        let ns = ns.clone();
+        move || kubectl_ok(&["get", "credshift", "-n", &ns])
+    })
+    .await
+    .expect("kubectl get credshift");
+    assert!(
+        all.contains("credentialpolicy.credshift.dev/wakwak") && all.contains("split-login"),
+        "{all}"
+    );
+    assert!(ctl.metric("credshift_reconciles_total", "CredentialPolicy") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 2).await;
+    // The schema cannot tell that 10 characters of a 4-letter alphabet are only 20 bits.
+    let weak = example("policy.yaml").replace(
+        "            length: 16\n",
+        "            length: 10\n            alphabet: abcd\n",
+    );
+    apply(&ns, &weak);
+    // And a cutover into a credential the policy does not have.
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    apply(
+        &ns,
+        &future_cutover("split-bad", &at)
+            .replace("into: [support, connection]", "into: [support, radius]"),
+    );
+
+    let mut ctl = controller::start(&ns, &url, "ctl-b", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "policy Stalled",
+        |p| policy_condition(p, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    let (_, message) = policy_condition(&p, "Stalled").expect("stalled");
+    assert!(
+        message.contains("spec.credentials[support].recovery.selfService.temporaryPassword"),
+        "{message}"
+    );
+    assert!(message.contains("70"), "{message}");
+    assert_eq!(
+        policy_condition(&p, "Ready").map(|c| c.0),
+        Some(ConditionStatus::False)
+    );
+
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    let c = wait_for(
+        &cutovers,
+        "split-bad",
+        Duration::from_secs(30),
+        "cutover Stalled",
+        |c| cutover_condition(c, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    let (_, message) = cutover_condition(&c, "Stalled").expect("stalled");
+    assert!(
+        message.contains("spec.split.into[1]") && message.contains("radius"),
+        "{message}"
+    );
+
+    // Fixing the specs clears it: the policy gets a safe temporary password
+    // and the credential the (immutable) split names.
+    let fixed = example("policy.yaml").replace(
+        "    - name: ftp\n",
+        "    - name: radius\n      changeVia: [utility]\n    - name: ftp\n",
+    );
+    apply(&ns, &fixed);
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "policy Ready after the fix",
+        |p| {
+            policy_condition(p, "Ready").is_some_and(|(s, _)| s == ConditionStatus::True)
+                && policy_condition(p, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::False)
+        },
+    )
+    .await;
+    wait_for(
+        &cutovers,
+        "split-bad",
+        Duration::from_secs(30),
+        "cutover Scheduled after the fix",
+        |c| {
+            c.status.as_ref().and_then(|s| s.phase)
+                == Some(credshift::resources::CutoverPhase::Scheduled)
+                && cutover_condition(c, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::False)
+        },
+    )
+    .await;
+    assert!(!ctl.log_text().contains("panicked"));
+}
+
+fn lease_holder(ns: &str) -> String {
+    let out = support::kube::kubectl()
+        .args([
+            "get",
+            "lease",
+            "credshift-controller",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .output()
+        .expect("kubectl get lease");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 3).await;
+    apply(&ns, &example("policy.yaml"));
+
+    let mut a = controller::start(&ns, &url, "ctl-one", dir.path());
+    a.wait_ready(Duration::from_secs(60));
+    let mut b = controller::start(&ns, &url, "ctl-two", dir.path());
+    b.wait_ready(Duration::from_secs(60));
+
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "policy Ready",
+        |p| policy_condition(p, "Ready").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    let holder = lease_holder(&ns);
+    let (leader, standby) = if holder == a.identity {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert_eq!(holder, leader.identity, "one of the two holds the lease");
+    assert!(leader.metric("credshift_reconciles_total", "CredentialPolicy") >= 1.0);
+    assert_eq!(
+        standby.metric("credshift_reconciles_total", ""),
+        0.0,
+        "the standby reconciles (and writes) nothing"
+    );
+
+    // kill -9 the leader, change the spec: the standby must pick it up within the lease time.
+    leader.kill();
+    let killed = Instant::now();
+    apply(
+        &ns,
+        &example("policy.yaml").replace("ftp: ftp", "ftp: mail"),
+    );
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "standby reconciles the new generation",
+        |p| {
+            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                && p.metadata.generation > Some(1)
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert_eq!(lease_holder(&ns), standby.identity);
+    assert!(
+        took < Duration::from_secs(4 + 10),
+        "takeover took {took:?} with a 4 s lease"
+    );
+    let ftp = p
+        .status
+        .expect("status")
+        .routing
+        .into_iter()
+        .find(|r| r.purpose == "ftp")
+        .expect("ftp route");
+    assert_eq!(ftp.credential, "mail");
+}
+
+#[test]
+fn the_controller_exits_with_a_clear_message_when_the_api_server_is_unreachable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = dir.path().join("dead.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+         users:\n- name: u\n  user:\n    token: not-a-real-token\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: u\ncurrent-context: dead\n",
+    )
+    .expect("kubeconfig");
+    let out = std::process::Command::new(support::credshift_bin())
+        .args(["controller", "--health-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env(
+            "CREDSHIFT_STORE",
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+        )
+        .output()
+        .expect("run controller");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API server"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("not-a-real-token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_controller_exits_with_a_clear_message_when_the_store_is_unreachable() {
+    let port = controller::free_port();
+    let out = std::process::Command::new(support::credshift_bin())
+        .args(["controller", "--health-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
+        .env(
+            "CREDSHIFT_STORE",
+            format!("postgres://credshift:hunter2@127.0.0.1:{port}/credshift"),
+        )
+        .output()
+        .expect("run controller");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the postgres store"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the store password is redacted: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
