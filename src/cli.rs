@@ -6,6 +6,7 @@
 //! 2 the command could not do its work (bad input, store unreachable, usage).
 
 mod accounts;
+mod files;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,12 @@ pub enum Command {
     /// Members: import, show, verify a password, set a password.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Shows what `apply` would do with the manifests: per cutover, accounts
+    /// in scope, already split, to copy, and an ETA. Writes nothing.
+    Plan(files::FilesArgs),
+    /// Reconciles the manifests against the store (SQLite by default) until
+    /// every due cutover is complete, then prints a status table.
+    Apply(files::FilesArgs),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
@@ -141,6 +148,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 crate::controller::run(args).await?;
                 Ok(EXIT_OK)
             }
+            Command::Plan(args) => files::plan_cmd(args).await,
+            Command::Apply(args) => files::apply_cmd(args).await,
             Command::Crd => {
                 print!("{}", crate::resources::crds_yaml()?);
                 Ok(EXIT_OK)

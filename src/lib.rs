@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod files;
 pub mod hashing;
 pub mod import;
 pub mod logging;

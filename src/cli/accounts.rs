@@ -120,13 +120,13 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
             println!("created:     {}", account.created_at);
             println!();
             println!(
-                "{:<16} {:<26} {:<12} {:<14} {:<8} FLAGS",
+                "{:<16} {:<26} {:<26} {:<14} {:<8} FLAGS",
                 "CREDENTIAL", "SET AT", "SET VIA", "FORMAT", "VERSION"
             );
             for c in store.credential_infos(account.id).await? {
                 let flags = if c.must_change { "must-change" } else { "-" };
                 println!(
-                    "{:<16} {:<26} {:<12} {:<14} {:<8} {flags}",
+                    "{:<16} {:<26} {:<26} {:<14} {:<8} {flags}",
                     c.name,
                     c.set_at.to_string(),
                     c.set_via,

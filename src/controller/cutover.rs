@@ -11,13 +11,20 @@ use kube::runtime::controller::Action;
 use super::policy::{cutovers_of, key};
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
-use crate::engine::model::{CutoverProgress, Problem, describe};
+use jiff::Timestamp;
+
+use crate::engine::cutover::{Phase, advance};
+use crate::engine::model::{Problem, describe};
 use crate::engine::validate::validate_cutover;
 use crate::resources::{
     ConditionStatus, CredentialCutover, CredentialCutoverStatus, CutoverPhase, Progress,
 };
 
 const KIND: &str = "CredentialCutover";
+
+/// Wall time one reconcile spends on backfill batches before it writes
+/// progress to status and yields to other objects.
+const BATCH_BUDGET: Duration = Duration::from_secs(2);
 
 pub async fn reconcile(
     cutover: Arc<CredentialCutover>,
@@ -105,93 +112,187 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     };
 
-    // What it will do: accounts in scope and already split.
-    let total = ctx
+    // Move it forward (a no-op before `at`), then say where it stands.
+    let adv = advance(
+        &ctx.store,
+        &policy_model,
+        &model,
+        Timestamp::now,
+        BATCH_BUDGET,
+    )
+    .await?;
+    let (total, already) = ctx
         .store
-        .count_credentials(&policy_model.realm, &model.from)
+        .split_counts(&policy_model.realm, &model.from, &model.into)
         .await?;
-    let already = ctx
-        .store
-        .count_holding_all(&policy_model.realm, &model.into)
-        .await?;
-    let progress = match ctx.store.checkpoint_phase(&model.name).await? {
-        None => CutoverProgress::NotStarted,
-        Some(crate::store::CheckpointPhase::Running) => CutoverProgress::Running,
-        Some(_) => CutoverProgress::Completed,
+    let checkpoint = adv.checkpoint.as_ref();
+    let progress = match (adv.phase, checkpoint) {
+        (Phase::Scheduled, _) | (_, None) => Progress::new(already, total),
+        (_, Some(cp)) => Progress::new(cp.done, cp.total.max(cp.done)),
     };
-    let now = ctx.now();
-    let scheduled_at = model.at.to_string();
-    let (phase, ready, reconciling, requeue) = if now < model.at {
-        let wait = model.at.duration_since(now).unsigned_abs();
-        (
+    let targets = model.into.join(", ");
+    let (phase, ready, reconciling, requeue) = match adv.phase {
+        Phase::Scheduled => (
             CutoverPhase::Scheduled,
             (
                 false,
                 "Scheduled",
                 format!(
-                    "splits {} into {} at {}; {total} accounts in scope, {already} already split",
-                    model.from,
-                    model.into.join(", "),
-                    cutover.spec.at
+                    "splits {} into {targets} at {}; {total} accounts in scope, {already} already split",
+                    model.from, cutover.spec.at
                 ),
             ),
             None,
             // Exactly at `at` (plus a hair so the clock has passed it), never polling.
-            Action::requeue(wait + Duration::from_millis(10)),
-        )
-    } else if progress == CutoverProgress::Completed {
-        (
+            Action::requeue(adv.wait.unwrap_or_default() + Duration::from_millis(10)),
+        ),
+        Phase::Running => (
+            CutoverPhase::Running,
+            (
+                false,
+                "Running",
+                format!("dual read on; backfill {}", progress.summary),
+            ),
+            Some((
+                "Backfilling",
+                format!("{} accounts split", progress.summary),
+            )),
+            Action::requeue(Duration::from_millis(50)),
+        ),
+        Phase::Suspended => (
+            CutoverPhase::Suspended,
+            (
+                false,
+                "Suspended",
+                if adv.window_exceeded && !cutover.spec.suspend {
+                    "window exceeded and onWindowExceeded is Suspend: paused at a batch boundary; set onWindowExceeded: Continue or extend window to resume".to_owned()
+                } else {
+                    "spec.suspend is true: paused at a batch boundary; dual read stays on"
+                        .to_owned()
+                },
+            ),
+            None,
+            Action::await_change(),
+        ),
+        Phase::Completed | Phase::Retired => (
             CutoverPhase::Completed,
             (
                 true,
                 "Completed",
-                format!("every account holds {}", model.into.join(", ")),
+                if adv.phase == Phase::Retired {
+                    format!(
+                        "every account holds {targets}; source {} retired",
+                        model.from
+                    )
+                } else {
+                    format!(
+                        "every account holds {targets}; source {} kept for rollback until retainSource passes",
+                        model.from
+                    )
+                },
             ),
             None,
-            Action::await_change(),
-        )
-    } else {
-        (
-            CutoverPhase::Scheduled,
-            (
-                false,
-                "Due",
-                "the instant has passed; waiting for the backfill to start".to_owned(),
-            ),
-            Some((
-                "Due",
-                format!("{total} accounts in scope, {already} already split"),
-            )),
-            Action::requeue(Duration::from_secs(30)),
-        )
+            adv.wait.map_or_else(Action::await_change, |w| {
+                Action::requeue(w + Duration::from_millis(10))
+            }),
+        ),
     };
+    let eta = match (adv.rate, phase) {
+        (Some(rate), CutoverPhase::Running) if rate > 0.0 => {
+            let remaining = (progress.total - progress.done).max(0) as f64;
+            let secs = (remaining / rate).ceil() as i64;
+            Some((Timestamp::now() + jiff::SignedDuration::from_secs(secs)).to_string())
+        }
+        (_, CutoverPhase::Running) => previous.eta.clone(),
+        _ => None,
+    };
+    let ts = |t: Option<Timestamp>| t.map(|t| t.to_string());
     let status = CredentialCutoverStatus {
         observed_generation: generation,
         conditions: conditions(&previous.conditions, generation, ready, reconciling, None),
         phase: Some(phase),
-        scheduled_at: Some(scheduled_at),
-        progress: Some(Progress::new(already, total)),
+        scheduled_at: Some(model.at.to_string()),
+        started_at: ts(checkpoint.map(|c| c.started_at)),
+        completed_at: ts(checkpoint.and_then(|c| c.completed_at)),
+        source_retired_at: ts(checkpoint.and_then(|c| c.retired_at)),
         already_split: Some(already),
-        ..previous.clone()
+        window_exceeded: Some(adv.window_exceeded),
+        eta,
+        progress: Some(progress.clone()),
     };
-    let first_schedule =
-        previous.phase != Some(CutoverPhase::Scheduled) && phase == CutoverPhase::Scheduled;
     if status != previous {
         apply_status(ctx, cutover, &status).await?;
     }
-    if first_schedule {
+    let note = |what: &str| format!("{what}: {} → {targets}; {}", model.from, progress.summary);
+    if previous.phase.is_none() && phase == CutoverPhase::Scheduled {
         event(
             ctx,
             cutover,
             false,
             "CutoverScheduled",
             "Schedule",
+            note("scheduled"),
+        )
+        .await;
+    }
+    if adv.started {
+        event(
+            ctx,
+            cutover,
+            false,
+            "CutoverStarted",
+            "Split",
+            note("dual read on, backfill started"),
+        )
+        .await;
+    }
+    let quarter = |p: Option<&Progress>| p.map_or(0, |p| p.percent / 25);
+    if phase == CutoverPhase::Running
+        && quarter(Some(&progress)) > quarter(previous.progress.as_ref())
+    {
+        event(
+            ctx,
+            cutover,
+            false,
+            "BatchCommitted",
+            "Split",
+            note("progress"),
+        )
+        .await;
+    }
+    if adv.completed {
+        event(
+            ctx,
+            cutover,
+            false,
+            "CutoverCompleted",
+            "Split",
+            note("every account holds every target"),
+        )
+        .await;
+    }
+    if adv.retired {
+        event(
+            ctx,
+            cutover,
+            false,
+            "SourceRetired",
+            "Retire",
             format!(
-                "{} → {} at {}; {total} accounts in scope",
-                model.from,
-                model.into.join(", "),
-                cutover.spec.at
+                "source credential {} removed after retainSource",
+                model.from
             ),
+        )
+        .await;
+    }
+    if adv.window_exceeded && previous.window_exceeded != Some(true) {
+        event(
+            ctx,
+            cutover,
+            true,
+            "WindowExceeded",
+            "Split",
+            format!("running longer than window {}", cutover.spec.window.0),
         )
         .await;
     }

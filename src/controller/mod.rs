@@ -66,6 +66,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     #[error("leader election: {0}")]
     Lease(String),
     #[error("health endpoint: {0}")]
@@ -80,6 +82,7 @@ impl Error {
         match self {
             Error::Kube(_) => "KubeApi",
             Error::Store(_) => "Store",
+            Error::Engine(_) => "Engine",
             Error::Lease(_) => "Lease",
             Error::Health(_) => "Health",
             Error::NoNamespace(_) => "NoNamespace",

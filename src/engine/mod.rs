@@ -7,6 +7,8 @@
 //! - [`validate`]: rules across fields and objects the schema cannot express.
 //! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
 
+pub mod cutover;
+pub mod members;
 pub mod model;
 pub mod passwords;
 pub mod routing;

@@ -74,13 +74,16 @@ pub struct CredentialWrite {
 }
 
 /// Whether a write is a new password or the same password hashed anew.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteKind {
     /// A new password: the old hash goes to the history; set-at and set-via change.
     Set,
     /// The same password with stronger parameters: only the hash and version
     /// change; set-at, set-via, must-change and the history stay as they were.
     Rehash,
+    /// Materialise this credential, if missing, as a copy of another one of
+    /// the account (the cutover's source); `hash` is ignored. Never overwrites.
+    CopyIfMissing { source: String },
 }
 
 impl fmt::Debug for CredentialWrite {
@@ -158,6 +161,24 @@ impl Store {
             .collect()
     }
 
+    /// The hashes a credential had before, newest first, at most `limit`.
+    pub async fn credential_history(
+        &self,
+        account_id: i64,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT hash FROM credential_history WHERE account_id = $1 AND name = $2 \
+             ORDER BY retired_at DESC, id DESC LIMIT $3",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Number of accounts in the realm that hold the named credential.
     pub async fn count_credentials(&self, realm: &str, name: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
@@ -212,6 +233,24 @@ async fn write_one(
             write.name, account.login_id
         ),
     };
+    if let WriteKind::CopyIfMissing { source } = &write.kind {
+        let copied = sqlx::query(
+            "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
+             SELECT account_id, $2, hash, set_at, $3, must_change, 1 FROM credentials \
+             WHERE account_id = $1 AND name = $4 ON CONFLICT (account_id, name) DO NOTHING",
+        )
+        .bind(account.id)
+        .bind(&write.name)
+        .bind(&write.via)
+        .bind(source)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if copied > 0 {
+            audit_write(conn, account, write, now).await?;
+        }
+        return Ok(0);
+    }
     if write.kind == WriteKind::Rehash {
         let Expected::Version(expected) = write.expected else {
             return Err(conflict());

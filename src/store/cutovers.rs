@@ -1,8 +1,9 @@
 //! Cutover bookkeeping: checkpoints and the counts that plans and status show.
 
+use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
 
-use super::{Store, StoreError};
+use super::{AuditEntry, Store, StoreError, audit, millis, timestamp};
 
 /// How far a cutover has got, from its durable checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,17 +24,7 @@ impl Store {
                 .bind(cutover)
                 .fetch_optional(&self.pool)
                 .await?;
-        phase
-            .map(|p| match p.as_str() {
-                "running" => Ok(CheckpointPhase::Running),
-                "completed" => Ok(CheckpointPhase::Completed),
-                "retired" => Ok(CheckpointPhase::Retired),
-                other => Err(StoreError::Corrupt {
-                    table: "cutover_checkpoints",
-                    reason: format!("unknown phase {other:?}"),
-                }),
-            })
-            .transpose()
+        phase.as_deref().map(parse_phase).transpose()
     }
 
     /// Accounts in the realm that already hold every one of `targets`.
@@ -60,5 +51,374 @@ impl Store {
             q = q.bind(t);
         }
         Ok(q.fetch_one(&self.pool).await?)
+    }
+}
+
+/// A cutover's durable checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub cutover: String,
+    pub phase: CheckpointPhase,
+    /// The last login ID done (login-ID order), `None` before the first batch.
+    pub cursor: Option<String>,
+    pub done: i64,
+    pub total: i64,
+    pub started_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub retired_at: Option<Timestamp>,
+}
+
+/// What one backfill batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Accounts in this batch.
+    pub accounts: i64,
+    /// Target credentials written (missing ones only).
+    pub copied: i64,
+    /// Whether this was the last batch (the cutover is now completed).
+    pub completed: bool,
+}
+
+/// The split a backfill performs.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitRef<'a> {
+    pub cutover: &'a str,
+    pub realm: &'a str,
+    pub source: &'a str,
+    pub targets: &'a [String],
+}
+
+type CheckpointRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn parse_phase(p: &str) -> Result<CheckpointPhase, StoreError> {
+    match p {
+        "running" => Ok(CheckpointPhase::Running),
+        "completed" => Ok(CheckpointPhase::Completed),
+        "retired" => Ok(CheckpointPhase::Retired),
+        other => Err(StoreError::Corrupt {
+            table: "cutover_checkpoints",
+            reason: format!("unknown phase {other:?}"),
+        }),
+    }
+}
+
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = StoreError;
+    fn try_from(r: CheckpointRow) -> Result<Checkpoint, StoreError> {
+        let t = |ms| timestamp(ms, "cutover_checkpoints");
+        Ok(Checkpoint {
+            cutover: r.0,
+            phase: parse_phase(&r.1)?,
+            cursor: r.2,
+            done: r.3,
+            total: r.4,
+            started_at: t(r.5)?,
+            updated_at: t(r.6)?,
+            completed_at: r.7.map(t).transpose()?,
+            retired_at: r.8.map(t).transpose()?,
+        })
+    }
+}
+
+const CHECKPOINT_SELECT: &str = "SELECT cutover, phase, cursor, done, total, started_at, updated_at, \
+     completed_at, retired_at FROM cutover_checkpoints WHERE cutover = $1";
+
+impl Store {
+    pub async fn checkpoint(&self, cutover: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query_as::<_, CheckpointRow>(CHECKPOINT_SELECT)
+            .bind(cutover)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Checkpoint::try_from).transpose()
+    }
+
+    /// Starts a cutover once: writes its checkpoint with the accounts in
+    /// scope, unless one exists (a restart resumes from it).
+    pub async fn start_cutover(
+        &self,
+        split: SplitRef<'_>,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Checkpoint, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM credentials c JOIN accounts a ON a.id = c.account_id \
+             WHERE a.realm = $1 AND c.name = $2",
+        )
+        .bind(split.realm)
+        .bind(split.source)
+        .fetch_one(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cutover_checkpoints (cutover, realm, source, targets, at, phase, cursor, done, total, \
+             started_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'running', NULL, 0, $6, $7, $7) \
+             ON CONFLICT (cutover) DO NOTHING",
+        )
+        .bind(split.cutover)
+        .bind(split.realm)
+        .bind(split.source)
+        .bind(split.targets.join(","))
+        .bind(millis(at))
+        .bind(total)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            let entry = AuditEntry::new(now, "cutover", "cutover.start").detail(format!(
+                "{}: {} -> {} ({total} accounts)",
+                split.cutover,
+                split.source,
+                split.targets.join(", ")
+            ));
+            audit::append(
+                &mut tx,
+                &AuditEntry {
+                    realm: Some(split.realm.to_owned()),
+                    ..entry
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.checkpoint(split.cutover)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("checkpoint of {}", split.cutover),
+            })
+    }
+
+    /// One backfill batch in one transaction: the next `batch_size` accounts
+    /// after the checkpoint's cursor (login-ID order) that hold the source get
+    /// every missing target as a copy of the source hash; targets that exist
+    /// (set by the member after `at`, or materialised by a change) are never
+    /// touched. The checkpoint moves in the same transaction, so a crash
+    /// repeats nothing and loses nothing. An empty batch completes the cutover.
+    pub async fn backfill_batch(
+        &self,
+        split: SplitRef<'_>,
+        batch_size: u32,
+        now: Timestamp,
+    ) -> Result<BatchResult, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Re-read inside the transaction: the write lock (SQLite) or the row
+        // lock (PostgreSQL) makes two runners take turns, never the same batch.
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let row: Option<(String, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT phase, cursor FROM cutover_checkpoints WHERE cutover = $1{lock}"
+        )))
+        .bind(split.cutover)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((phase, cursor)) = row else {
+            return Err(StoreError::NotFound {
+                what: format!("checkpoint of {}", split.cutover),
+            });
+        };
+        if parse_phase(&phase)? != CheckpointPhase::Running {
+            return Ok(BatchResult {
+                accounts: 0,
+                copied: 0,
+                completed: true,
+            });
+        }
+        let cursor = cursor.unwrap_or_default();
+        let Some((last, accounts, copied)) =
+            copy_range(&mut tx, split, &cursor, batch_size).await?
+        else {
+            sqlx::query(
+                "UPDATE cutover_checkpoints SET phase = 'completed', completed_at = $2, updated_at = $2, \
+                 total = done WHERE cutover = $1",
+            )
+            .bind(split.cutover)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+            let entry = AuditEntry::new(now, "cutover", "cutover.complete")
+                .detail(split.cutover.to_owned());
+            audit::append(
+                &mut tx,
+                &AuditEntry {
+                    realm: Some(split.realm.to_owned()),
+                    ..entry
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(BatchResult {
+                accounts: 0,
+                copied: 0,
+                completed: true,
+            });
+        };
+        sqlx::query(
+            "UPDATE cutover_checkpoints SET cursor = $2, done = done + $3, updated_at = $4, \
+             total = CASE WHEN total < done + $3 THEN done + $3 ELSE total END WHERE cutover = $1",
+        )
+        .bind(split.cutover)
+        .bind(&last)
+        .bind(accounts)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(BatchResult {
+            accounts,
+            copied,
+            completed: false,
+        })
+    }
+
+    /// Removes the source credential of every account in the realm once the
+    /// cutover is completed (after `retainSource`), audited. Idempotent.
+    pub async fn retire_source(
+        &self,
+        split: SplitRef<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let phase: Option<String> =
+            sqlx::query_scalar("SELECT phase FROM cutover_checkpoints WHERE cutover = $1")
+                .bind(split.cutover)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if phase.as_deref() != Some("completed") {
+            return Ok(0);
+        }
+        let removed = sqlx::query(
+            "DELETE FROM credentials WHERE name = $2 AND account_id IN (SELECT id FROM accounts WHERE realm = $1)",
+        )
+        .bind(split.realm)
+        .bind(split.source)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
+        sqlx::query("UPDATE cutover_checkpoints SET phase = 'retired', retired_at = $2, updated_at = $2 WHERE cutover = $1")
+            .bind(split.cutover)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+        let entry = AuditEntry::new(now, "cutover", "credential.retire")
+            .credential(split.source)
+            .detail(format!(
+                "{}: {removed} source credentials removed",
+                split.cutover
+            ));
+        audit::append(
+            &mut tx,
+            &AuditEntry {
+                realm: Some(split.realm.to_owned()),
+                ..entry
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// What a plan shows: accounts holding the source, and of those, how many
+    /// already hold every target.
+    pub async fn split_counts(
+        &self,
+        realm: &str,
+        source: &str,
+        targets: &[String],
+    ) -> Result<(i64, i64), StoreError> {
+        let in_scope = self.count_credentials(realm, source).await?;
+        let split = self.count_holding_all(realm, targets).await?;
+        Ok((in_scope, split))
+    }
+}
+
+/// Copies the source into every missing target for the next `batch_size`
+/// accounts after `cursor` (login-ID order). Returns the batch's last login
+/// ID, its accounts and the targets written; `None` when nothing is left.
+async fn copy_range(
+    conn: &mut sqlx::AnyConnection,
+    split: SplitRef<'_>,
+    cursor: &str,
+    batch_size: u32,
+) -> Result<Option<(String, i64, i64)>, StoreError> {
+    // The batch's last login ID bounds a range, so every statement is static SQL.
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT MAX(login_id) FROM (SELECT a.login_id FROM accounts a \
+         JOIN credentials s ON s.account_id = a.id AND s.name = $2 \
+         WHERE a.realm = $1 AND a.login_id > $3 ORDER BY a.login_id LIMIT $4) AS batch",
+    )
+    .bind(split.realm)
+    .bind(split.source)
+    .bind(cursor)
+    .bind(i64::from(batch_size.max(1)))
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    let accounts: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM accounts a JOIN credentials s ON s.account_id = a.id AND s.name = $2 \
+         WHERE a.realm = $1 AND a.login_id > $3 AND a.login_id <= $4",
+    )
+    .bind(split.realm)
+    .bind(split.source)
+    .bind(cursor)
+    .bind(&last)
+    .fetch_one(&mut *conn)
+    .await?;
+    let via = format!(
+        "cutover:{}",
+        split.cutover.rsplit('/').next().unwrap_or(split.cutover)
+    );
+    let mut copied = 0;
+    for target in split.targets {
+        copied += sqlx::query(
+            "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
+             SELECT s.account_id, $4, s.hash, s.set_at, $5, s.must_change, 1 \
+             FROM credentials s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.realm = $1 AND s.name = $2 AND a.login_id > $3 AND a.login_id <= $6 \
+             ON CONFLICT (account_id, name) DO NOTHING",
+        )
+        .bind(split.realm)
+        .bind(split.source)
+        .bind(cursor)
+        .bind(target)
+        .bind(&via)
+        .bind(&last)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected() as i64;
+    }
+    Ok(Some((last, accounts, copied)))
+}
+
+impl Store {
+    /// Runs one real batch from the start of the realm and rolls it back: the
+    /// measured rate for a plan's ETA, with nothing written.
+    pub async fn trial_batch(
+        &self,
+        split: SplitRef<'_>,
+        batch_size: u32,
+    ) -> Result<(i64, std::time::Duration), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let clock = std::time::Instant::now();
+        let accounts = copy_range(&mut tx, split, "", batch_size)
+            .await?
+            .map_or(0, |(_, a, _)| a);
+        let took = clock.elapsed();
+        tx.rollback().await?;
+        Ok((accounts, took))
     }
 }

@@ -16,7 +16,7 @@ mod import;
 pub use accounts::{Account, AccountState};
 pub use audit::AuditEntry;
 pub use credentials::{Credential, CredentialInfo, CredentialWrite, Expected, WriteKind};
-pub use cutovers::CheckpointPhase;
+pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
 
 use std::str::FromStr;
@@ -185,6 +185,15 @@ impl Store {
         migrator.run(&self.pool).await?;
         let after = self.applied_migrations().await?;
         Ok(after.saturating_sub(before))
+    }
+
+    /// Whether the schema exists and is current, without changing anything.
+    pub async fn migrate_is_current(&self) -> Result<bool, StoreError> {
+        let expected = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+        };
+        Ok(self.applied_migrations().await.is_ok_and(|n| n == expected))
     }
 
     async fn applied_migrations(&self) -> Result<usize, StoreError> {

@@ -1,0 +1,369 @@
+//! What members do, by purpose and channel, following the routing of the
+//! instant: verify a password, change it. The same calls serve the API,
+//! the CLI and the tests, before, during and after a cutover.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::EngineError;
+use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
+use super::passwords::{Passwords, VerifyOutcome};
+use super::routing::{Route, route_for};
+use crate::hashing::{HashPool, Secret};
+use crate::store::{Account, CredentialWrite, Expected, Store, WriteKind};
+
+/// A realm's policy and its cutovers with their progress: everything routing needs.
+#[derive(Debug, Clone)]
+pub struct Realm {
+    pub policy: Policy,
+    pub cutovers: Vec<(Cutover, CutoverProgress)>,
+}
+
+/// The credential that governs a purpose for one account at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub route: Route,
+    /// The credential whose hash answers a verification now.
+    pub answering: String,
+    /// The credential a change (and its rules) applies to now: the source
+    /// before the cutover, the purpose's own credential from `at` on.
+    pub governing: String,
+}
+
+/// Why a change was refused. Each has a stable code for API callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownPurpose,
+    /// This channel may not change the credential that governs the purpose now.
+    ChannelNotAllowed {
+        credential: String,
+        channel: String,
+    },
+    WrongCurrentPassword,
+    TooShort {
+        min: u32,
+    },
+    TooLong {
+        max: u32,
+    },
+    SameAsLoginId,
+    Blocklisted,
+    ReusedPassword,
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownPurpose => "unknown_purpose",
+            Refusal::ChannelNotAllowed { .. } => "channel_not_allowed",
+            Refusal::WrongCurrentPassword => "wrong_current_password",
+            Refusal::TooShort { .. } => "too_short",
+            Refusal::TooLong { .. } => "too_long",
+            Refusal::SameAsLoginId => "same_as_login_id",
+            Refusal::Blocklisted => "blocklisted",
+            Refusal::ReusedPassword => "reused_password",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UnknownPurpose => write!(f, "unknown purpose"),
+            Refusal::ChannelNotAllowed {
+                credential,
+                channel,
+            } => {
+                write!(
+                    f,
+                    "the {credential} password cannot be changed through {channel}"
+                )
+            }
+            Refusal::WrongCurrentPassword => write!(f, "the current password is wrong"),
+            Refusal::TooShort { min } => {
+                write!(f, "the new password must have at least {min} characters")
+            }
+            Refusal::TooLong { max } => {
+                write!(f, "the new password must have at most {max} characters")
+            }
+            Refusal::SameAsLoginId => write!(f, "the new password must not be the login ID"),
+            Refusal::Blocklisted => write!(f, "the new password is too common"),
+            Refusal::ReusedPassword => write!(f, "the new password was used before"),
+        }
+    }
+}
+
+/// Commonly used passwords refused when a policy enables `blocklist`.
+const BLOCKLIST: &[&str] = &[
+    "password",
+    "password1",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abc12345",
+    "abcd1234",
+    "passw0rd",
+    "letmein1",
+    "welcome1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "dragon12",
+    "monkey12",
+    "trustno1",
+    "superman",
+    "asdfghjk",
+    "zaq12wsx",
+    "1q2w3e4r",
+    "q1w2e3r4",
+    "88888888",
+    "87654321",
+    "wakwak123",
+];
+
+impl Realm {
+    /// The route and credentials that govern `purpose` for `account` at `now`.
+    pub async fn resolve(
+        &self,
+        store: &Store,
+        account: &Account,
+        purpose: &str,
+        now: Timestamp,
+    ) -> Result<Option<Resolved>, EngineError> {
+        let Some(credential) = self.policy.purposes.get(purpose) else {
+            return Ok(None);
+        };
+        let route = route_for(credential, &self.cutovers, now);
+        let (answering, governing) = match &route {
+            Route::Direct { credential } => (credential.clone(), credential.clone()),
+            Route::Source { source, .. } => (source.clone(), source.clone()),
+            Route::DualRead {
+                credential, source, ..
+            } => {
+                let has_target = store.credential(account.id, credential).await?.is_some();
+                let answering = if has_target { credential } else { source };
+                (answering.clone(), credential.clone())
+            }
+        };
+        Ok(Some(Resolved {
+            route,
+            answering,
+            governing,
+        }))
+    }
+
+    fn rules(&self, credential: &str) -> Option<&CredentialRules> {
+        self.policy.credentials.get(credential)
+    }
+
+    fn passwords(&self, store: &Store, hasher: &HashPool, credential: &str) -> Passwords {
+        Passwords {
+            store: store.clone(),
+            hasher: hasher.clone(),
+            params: self
+                .rules(credential)
+                .map(|r| r.hashing)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Verifies a password for a purpose. `None`: no such purpose.
+    pub async fn verify(
+        &self,
+        store: &Store,
+        hasher: &HashPool,
+        account: &Account,
+        purpose: &str,
+        password: Secret,
+        now: Timestamp,
+    ) -> Result<Option<VerifyOutcome>, EngineError> {
+        let Some(resolved) = self.resolve(store, account, purpose, now).await? else {
+            return Ok(None);
+        };
+        let passwords = self.passwords(store, hasher, &resolved.answering);
+        Ok(Some(
+            passwords
+                .verify(account, &resolved.answering, password, now)
+                .await?,
+        ))
+    }
+
+    /// Whether `channel` may change the password of `purpose` now, and which credential that is.
+    pub fn may_change(&self, resolved: &Resolved, channel: &str) -> Result<(), Refusal> {
+        let allowed = self
+            .rules(&resolved.governing)
+            .is_some_and(|r| r.change_via.contains(channel));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::ChannelNotAllowed {
+                credential: resolved.governing.clone(),
+                channel: channel.to_owned(),
+            })
+        }
+    }
+
+    /// The recovery that applies to `purpose` now (the governing credential's).
+    pub async fn recovery(
+        &self,
+        store: &Store,
+        account: &Account,
+        purpose: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Resolved, Recovery)>, EngineError> {
+        let Some(resolved) = self.resolve(store, account, purpose, now).await? else {
+            return Ok(None);
+        };
+        let recovery = self
+            .rules(&resolved.governing)
+            .map_or(Recovery::None, |r| r.recovery.clone());
+        Ok(Some((resolved, recovery)))
+    }
+
+    /// Changes the password of `purpose` through `channel`. The current
+    /// password is checked against the credential that answers now; the new
+    /// one is checked against the governing credential's rules. During a
+    /// cutover, the purpose's other targets are first materialised from the
+    /// source in the same transaction, so the member keeps the old password
+    /// everywhere they did not change it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change(
+        &self,
+        store: &Store,
+        hasher: &HashPool,
+        account: &Account,
+        channel: &str,
+        purpose: &str,
+        current: Secret,
+        new: Secret,
+        now: Timestamp,
+    ) -> Result<Result<(), Refusal>, EngineError> {
+        let Some(resolved) = self.resolve(store, account, purpose, now).await? else {
+            return Ok(Err(Refusal::UnknownPurpose));
+        };
+        if let Err(refusal) = self.may_change(&resolved, channel) {
+            return Ok(Err(refusal));
+        }
+        let current_ok = matches!(
+            self.passwords(store, hasher, &resolved.answering)
+                .verify(account, &resolved.answering, current, now)
+                .await?,
+            VerifyOutcome::Match { .. }
+        );
+        if !current_ok {
+            return Ok(Err(Refusal::WrongCurrentPassword));
+        }
+        let governing = resolved.governing.clone();
+        if let Err(refusal) = self
+            .check_rules(store, hasher, account, &governing, &new)
+            .await?
+        {
+            return Ok(Err(refusal));
+        }
+        let rules_params = self
+            .rules(&governing)
+            .map(|r| r.hashing)
+            .unwrap_or_default();
+        let hash = hasher
+            .hash(new, rules_params)
+            .await
+            .map_err(|source| EngineError::Hash {
+                login_id: account.login_id.clone(),
+                credential: governing.clone(),
+                source,
+            })?;
+        let mut writes = Vec::new();
+        if let Route::DualRead {
+            source, cutover, ..
+        } = &resolved.route
+            && let Some((c, _)) = self.cutovers.iter().find(|(c, _)| &c.name == cutover)
+        {
+            for other in c.into.iter().filter(|t| **t != governing) {
+                writes.push(CredentialWrite {
+                    name: other.clone(),
+                    hash: String::new(),
+                    expected: Expected::Absent,
+                    via: format!("cutover:{}", cutover.rsplit('/').next().unwrap_or(cutover)),
+                    must_change: false,
+                    action: "credential.materialise",
+                    kind: WriteKind::CopyIfMissing {
+                        source: source.clone(),
+                    },
+                });
+            }
+        }
+        let expected = match store.credential(account.id, &governing).await? {
+            Some(c) => Expected::Version(c.version),
+            None => Expected::Absent,
+        };
+        writes.push(CredentialWrite {
+            name: governing,
+            hash,
+            expected,
+            via: channel.to_owned(),
+            must_change: false,
+            action: "credential.change",
+            kind: WriteKind::Set,
+        });
+        store.write_credentials(account, &writes, now).await?;
+        Ok(Ok(()))
+    }
+
+    async fn check_rules(
+        &self,
+        store: &Store,
+        hasher: &HashPool,
+        account: &Account,
+        credential: &str,
+        new: &Secret,
+    ) -> Result<Result<(), Refusal>, EngineError> {
+        let Some(rules) = self.rules(credential) else {
+            return Ok(Ok(()));
+        };
+        let len = new.char_len();
+        if len < rules.min_length as usize {
+            return Ok(Err(Refusal::TooShort {
+                min: rules.min_length,
+            }));
+        }
+        if len > rules.max_length as usize {
+            return Ok(Err(Refusal::TooLong {
+                max: rules.max_length,
+            }));
+        }
+        if rules.not_login_id && new.expose().eq_ignore_ascii_case(&account.login_id) {
+            return Ok(Err(Refusal::SameAsLoginId));
+        }
+        if rules.blocklist {
+            let lower = new.expose().to_lowercase();
+            if BLOCKLIST.contains(&lower.as_str()) {
+                return Ok(Err(Refusal::Blocklisted));
+            }
+        }
+        if rules.history_depth > 0 {
+            let mut previous: BTreeSet<String> = BTreeSet::new();
+            if let Some(c) = store.credential(account.id, credential).await? {
+                previous.insert(c.hash);
+            }
+            previous.extend(
+                store
+                    .credential_history(account.id, credential, rules.history_depth)
+                    .await?,
+            );
+            for hash in previous {
+                if hasher.verify(new.clone(), hash).await.unwrap_or(false) {
+                    return Ok(Err(Refusal::ReusedPassword));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+}

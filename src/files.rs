@@ -1,0 +1,306 @@
+//! The file driver's input: CredentialPolicy and CredentialCutover manifests
+//! (and member files) from YAML on disk, checked the way the cluster would
+//! check them, with errors that name `file:line:column` and the field.
+
+use std::path::{Path, PathBuf};
+
+use kube::ResourceExt;
+use serde::Deserialize;
+
+use crate::engine::members::Realm;
+use crate::engine::model::{Cutover, CutoverProgress, Policy, Problem};
+use crate::engine::validate::validate_cutover;
+use crate::resources::{CredentialCutover, CredentialPolicy};
+
+/// A resource and where it was read from.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub file: PathBuf,
+    /// 1-based line where its document starts.
+    pub line: u64,
+}
+
+/// Everything a set of paths declares.
+#[derive(Debug, Clone, Default)]
+pub struct Manifests {
+    pub policies: Vec<Located<CredentialPolicy>>,
+    pub cutovers: Vec<Located<CredentialCutover>>,
+    /// CSV / JSON Lines member files, imported by `apply` into the policy's realm.
+    pub members: Vec<PathBuf>,
+}
+
+/// One error in the input: `file:line:column: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.column {
+            Some(c) => write!(
+                f,
+                "{}:{}:{c}: {}",
+                self.file.display(),
+                self.line,
+                self.message
+            ),
+            None => write!(f, "{}:{}: {}", self.file.display(), self.line, self.message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Reads every `.yaml`/`.yml` (and `.csv`/`.jsonl` member file) under the
+/// paths, in name order. All errors are collected, not just the first.
+pub fn load(paths: &[PathBuf]) -> Result<Manifests, Vec<InputError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> =
+                        entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                    found.sort();
+                    files.extend(found.into_iter().filter(|p| p.is_file()));
+                }
+                Err(e) => errors.push(InputError {
+                    file: path.clone(),
+                    line: 0,
+                    column: None,
+                    message: e.to_string(),
+                }),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut out = Manifests::default();
+    for file in files {
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => {}
+            Some("csv" | "jsonl" | "ndjson") => {
+                out.members.push(file);
+                continue;
+            }
+            _ if paths.contains(&file) => {
+                errors.push(InputError {
+                    file,
+                    line: 0,
+                    column: None,
+                    message: "not a .yaml, .yml, .csv or .jsonl file".into(),
+                });
+                continue;
+            }
+            _ => continue,
+        }
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(InputError {
+                    file,
+                    line: 0,
+                    column: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for (line, doc) in documents(&text) {
+            if doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
+                continue;
+            }
+            let at = |e: serde_saphyr::Error| {
+                let loc = e.location();
+                let rendered = e.to_string();
+                let first = rendered.lines().next().unwrap_or_default().to_owned();
+                InputError {
+                    file: file.clone(),
+                    line: line + loc.map_or(0, |l| l.line().saturating_sub(1)),
+                    column: loc.map(|l| l.column()),
+                    message: first,
+                }
+            };
+            let head: Head = match serde_saphyr::from_str(doc) {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push(at(e));
+                    continue;
+                }
+            };
+            if head.api_version != "credshift.dev/v1alpha1" {
+                errors.push(InputError {
+                    file: file.clone(),
+                    line,
+                    column: None,
+                    message: format!(
+                        "apiVersion {:?}: expected credshift.dev/v1alpha1",
+                        head.api_version
+                    ),
+                });
+                continue;
+            }
+            match head.kind.as_str() {
+                "CredentialPolicy" => match serde_saphyr::from_str::<CredentialPolicy>(doc) {
+                    Ok(value) => out.policies.push(Located {
+                        value,
+                        file: file.clone(),
+                        line,
+                    }),
+                    Err(e) => errors.push(at(e)),
+                },
+                "CredentialCutover" => match serde_saphyr::from_str::<CredentialCutover>(doc) {
+                    Ok(value) => out.cutovers.push(Located {
+                        value,
+                        file: file.clone(),
+                        line,
+                    }),
+                    Err(e) => errors.push(at(e)),
+                },
+                other => errors.push(InputError {
+                    file: file.clone(),
+                    line,
+                    column: None,
+                    message: format!(
+                        "kind {other:?}: expected CredentialPolicy or CredentialCutover"
+                    ),
+                }),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Splits a YAML stream at `---` lines; yields (first line number, text).
+fn documents(text: &str) -> Vec<(u64, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push((start_line, &text[start..offset]));
+            start = offset + line.len();
+            start_line = i as u64 + 2;
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    docs
+}
+
+/// `namespace/name`, the namespace `default` when none is given (as kubectl does).
+pub fn key_of<K: ResourceExt>(r: &K) -> (String, String) {
+    let ns = r.namespace().unwrap_or_else(|| "default".into());
+    (ns.clone(), format!("{ns}/{}", r.name_any()))
+}
+
+/// The checked model: each policy's realm with its cutovers.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub realms: Vec<Realm>,
+}
+
+impl Manifests {
+    /// Builds and checks the engine model; every problem names file, line and field.
+    pub fn model(&self) -> Result<Model, Vec<InputError>> {
+        let mut errors = Vec::new();
+        let problem = |file: &Path, line: u64, p: Problem| InputError {
+            file: file.to_owned(),
+            line,
+            column: None,
+            message: p.to_string(),
+        };
+        let mut policies: Vec<Policy> = Vec::new();
+        for p in &self.policies {
+            let (ns, key) = key_of(&p.value);
+            let _ = ns;
+            if policies.iter().any(|q| q.name == key) {
+                errors.push(problem(
+                    &p.file,
+                    p.line,
+                    Problem::new(
+                        "metadata.name",
+                        format!("CredentialPolicy {key} is declared twice"),
+                    ),
+                ));
+                continue;
+            }
+            match p.value.spec.model(&key) {
+                Ok(m) => policies.push(m),
+                Err(problems) => {
+                    errors.extend(problems.into_iter().map(|x| problem(&p.file, p.line, x)))
+                }
+            }
+        }
+        let mut cutovers: Vec<Cutover> = Vec::new();
+        for c in &self.cutovers {
+            let (ns, key) = key_of(&c.value);
+            let policy_key = format!("{ns}/{}", c.value.spec.policy_ref.name);
+            match c.value.spec.model(&key, &policy_key) {
+                Ok(m) => {
+                    let policy = policies.iter().find(|p| p.name == policy_key);
+                    let problems = validate_cutover(&m, policy, &cutovers);
+                    if problems.is_empty() {
+                        cutovers.push(m);
+                    } else {
+                        errors.extend(problems.into_iter().map(|x| problem(&c.file, c.line, x)));
+                    }
+                }
+                Err(problems) => {
+                    errors.extend(problems.into_iter().map(|x| problem(&c.file, c.line, x)))
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let realms = policies
+            .into_iter()
+            .map(|policy| {
+                let mut own: Vec<(Cutover, CutoverProgress)> = cutovers
+                    .iter()
+                    .filter(|c| c.policy == policy.name)
+                    .map(|c| (c.clone(), CutoverProgress::NotStarted))
+                    .collect();
+                own.sort_by_key(|(c, _)| c.at);
+                Realm {
+                    policy,
+                    cutovers: own,
+                }
+            })
+            .collect();
+        Ok(Model { realms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_keep_their_line_numbers() {
+        let docs = documents("a: 1\n---\nb: 2\nc: 3\n--- \nd: 4\n");
+        assert_eq!(docs.iter().map(|d| d.0).collect::<Vec<_>>(), [1, 3, 6]);
+        assert_eq!(docs[1].1, "b: 2\nc: 3\n");
+    }
+}
