@@ -11,7 +11,7 @@ use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
 use super::passwords::{Passwords, VerifyOutcome};
 use super::routing::{Route, route_for};
 use crate::hashing::{HashPool, Secret};
-use crate::store::{Account, CredentialWrite, Expected, Store, WriteKind};
+use crate::store::{Account, CredentialWrite, Expected, Store, StoreError, WriteKind};
 
 /// A realm's policy and its cutovers with their progress: everything routing needs.
 #[derive(Debug, Clone)]
@@ -234,8 +234,46 @@ impl Realm {
     /// cutover, the purpose's other targets are first materialised from the
     /// source in the same transaction, so the member keeps the old password
     /// everywhere they did not change it.
+    ///
+    /// A write that loses a race (the backfill copied the target, or another
+    /// change landed first) is retried from the start, so the current
+    /// password is checked against what is stored by then.
     #[allow(clippy::too_many_arguments)]
     pub async fn change(
+        &self,
+        store: &Store,
+        hasher: &HashPool,
+        account: &Account,
+        channel: &str,
+        purpose: &str,
+        current: Secret,
+        new: Secret,
+        now: Timestamp,
+    ) -> Result<Result<(), Refusal>, EngineError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .change_once(
+                    store,
+                    hasher,
+                    account,
+                    channel,
+                    purpose,
+                    current.clone(),
+                    new.clone(),
+                    now,
+                )
+                .await
+            {
+                Err(EngineError::Store(StoreError::Conflict { .. })) if attempt < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn change_once(
         &self,
         store: &Store,
         hasher: &HashPool,

@@ -1,0 +1,736 @@
+//! The 2018 split, sentence by sentence (seed/announcement-en.md), through
+//! the engine on both databases, plus member changes racing the backfill.
+//! The policy and cutover are the real `examples/2018-split` YAML.
+
+mod support;
+
+use std::time::Duration;
+
+use credshift::engine::cutover::{Phase, advance};
+use credshift::engine::members::{Realm, Refusal};
+use credshift::engine::model::{CutoverProgress, Recovery};
+use credshift::engine::{Passwords, VerifyOutcome};
+use credshift::hashing::{HashPool, Secret};
+use credshift::store::{Account, CredentialWrite, Expected, Store, WriteKind};
+use jiff::Timestamp;
+
+use support::stores::TestStore;
+
+/// The example YAML, with cheap argon2 so the tests spend time on behaviour.
+fn wakwak() -> Realm {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split");
+    let tmp = tempfile::tempdir().expect("dir");
+    for name in ["policy.yaml", "cutover.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("example");
+        let text = text.replace(
+            "      changeVia:",
+            "      hashing: {memoryKiB: 1024, iterations: 1}\n      changeVia:",
+        );
+        std::fs::write(tmp.path().join(name), text).expect("write");
+    }
+    let manifests = credshift::files::load(&[tmp.path().to_owned()]).expect("examples load");
+    let mut model = manifests.model().expect("examples are valid");
+    model.realms.remove(0)
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+/// Tuesday 2018-04-17, 12:00 JST: the old operation.
+fn before() -> Timestamp {
+    at("2018-04-17T12:00:00+09:00")
+}
+
+/// Wednesday 2018-04-18, 09:00 JST: the new operation.
+fn after() -> Timestamp {
+    at("2018-04-18T09:00:00+09:00")
+}
+
+const OLD_LOGIN: &str = "taro-login-1998";
+const MAIL: &str = "taro-mail-pw";
+
+async fn member(store: &Store, login_id: &str) -> Account {
+    let account = store
+        .create_account(
+            "wakwak",
+            login_id,
+            "taro@wakwak.example.jp",
+            "test",
+            at("2018-01-01T00:00:00Z"),
+        )
+        .await
+        .expect("account");
+    let pool = HashPool::default();
+    let params = credshift::hashing::Argon2Params {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    for (name, pw) in [("login", OLD_LOGIN), ("mail", MAIL), ("ftp", MAIL)] {
+        let hash = pool.hash(Secret::from(pw), params).await.expect("hash");
+        let write = CredentialWrite {
+            name: name.into(),
+            hash,
+            expected: Expected::Absent,
+            via: "import".into(),
+            must_change: false,
+            action: "credential.set",
+            kind: WriteKind::Set,
+        };
+        store
+            .write_credential(&account, write, at("2018-01-01T00:00:00Z"))
+            .await
+            .expect("credential");
+    }
+    account
+}
+
+/// The realm with its cutover's progress as the store records it.
+async fn realm_now(store: &Store) -> Realm {
+    let mut realm = wakwak();
+    for (c, progress) in &mut realm.cutovers {
+        *progress = match store.checkpoint_phase(&c.name).await.expect("checkpoint") {
+            None => CutoverProgress::NotStarted,
+            Some(credshift::store::CheckpointPhase::Running) => CutoverProgress::Running,
+            Some(_) => CutoverProgress::Completed,
+        };
+    }
+    realm
+}
+
+async fn verifies(
+    store: &Store,
+    account: &Account,
+    purpose: &str,
+    pw: &str,
+    now: Timestamp,
+) -> bool {
+    let realm = realm_now(store).await;
+    matches!(
+        realm
+            .verify(
+                store,
+                &HashPool::default(),
+                account,
+                purpose,
+                Secret::from(pw),
+                now
+            )
+            .await
+            .expect("verify"),
+        Some(VerifyOutcome::Match { .. })
+    )
+}
+
+async fn change(
+    store: &Store,
+    account: &Account,
+    channel: &str,
+    purpose: &str,
+    current: &str,
+    new: &str,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let realm = realm_now(store).await;
+    realm
+        .change(
+            store,
+            &HashPool::default(),
+            account,
+            channel,
+            purpose,
+            Secret::from(current),
+            Secret::from(new),
+            now,
+        )
+        .await
+        .expect("change runs")
+}
+
+/// Runs the 2018 cutover to completion at `now`.
+async fn run_cutover(store: &Store, now: Timestamp) {
+    let realm = wakwak();
+    let (cutover, _) = &realm.cutovers[0];
+    loop {
+        let adv = advance(
+            store,
+            &realm.policy,
+            cutover,
+            || now,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("advance");
+        if adv.phase != Phase::Running {
+            assert_eq!(adv.phase, Phase::Completed);
+            break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+store_test!(
+    until_2018_04_17_one_login_password_for_portal_and_connection,
+    one_login_password
+);
+/// "Until now, the password for logging in to Online Member Support and the
+/// password for the internet connection were one and the same login password."
+async fn one_login_password(db: TestStore) {
+    let a = member(&db.store, "ab000001").await;
+    assert!(verifies(&db.store, &a, "support-portal", OLD_LOGIN, before()).await);
+    assert!(verifies(&db.store, &a, "connection", OLD_LOGIN, before()).await);
+    assert!(!verifies(&db.store, &a, "support-portal", "something else", before()).await);
+}
+
+store_test!(
+    until_2018_04_17_the_login_password_is_changed_via_the_utility,
+    utility_changes_login
+);
+/// "until Tue 2018-04-17 | login password | via the WAKWAK utility (for internet
+/// connection)" — a utility change changes the one password used by both, and
+/// the portal cannot change it.
+async fn utility_changes_login(db: TestStore) {
+    let a = member(&db.store, "ab000002").await;
+    let refused = change(
+        &db.store,
+        &a,
+        "portal",
+        "support-portal",
+        OLD_LOGIN,
+        "portal-new-pw-1",
+        before(),
+    )
+    .await;
+    assert_eq!(
+        refused,
+        Err(Refusal::ChannelNotAllowed {
+            credential: "login".into(),
+            channel: "portal".into()
+        }),
+        "before the date the portal cannot change the password"
+    );
+    change(
+        &db.store,
+        &a,
+        "utility",
+        "connection",
+        OLD_LOGIN,
+        "utility-new-pw-1",
+        before(),
+    )
+    .await
+    .expect("the utility changes the login password");
+    assert!(
+        verifies(
+            &db.store,
+            &a,
+            "support-portal",
+            "utility-new-pw-1",
+            before()
+        )
+        .await
+    );
+    assert!(verifies(&db.store, &a, "connection", "utility-new-pw-1", before()).await);
+    assert!(!verifies(&db.store, &a, "connection", OLD_LOGIN, before()).await);
+}
+
+store_test!(
+    the_initial_value_of_both_new_passwords_is_the_login_password_in_use,
+    initial_value
+);
+/// "The initial value of both the member support password and the connection
+/// password is the login password currently in use." — including a login
+/// password changed through the utility just before the date.
+async fn initial_value(db: TestStore) {
+    let a = member(&db.store, "ab000003").await;
+    let b = member(&db.store, "ab000004").await;
+    change(
+        &db.store,
+        &b,
+        "utility",
+        "connection",
+        OLD_LOGIN,
+        "changed-on-17th",
+        before(),
+    )
+    .await
+    .expect("utility change on the 17th");
+    run_cutover(&db.store, after()).await;
+    for purpose in ["support-portal", "connection"] {
+        assert!(
+            verifies(&db.store, &a, purpose, OLD_LOGIN, after()).await,
+            "{purpose}"
+        );
+        assert!(
+            verifies(&db.store, &b, purpose, "changed-on-17th", after()).await,
+            "{purpose}"
+        );
+    }
+    for (account, name) in [(&a, "support"), (&a, "connection"), (&b, "support")] {
+        assert!(
+            db.store
+                .credential(account.id, name)
+                .await
+                .expect("get")
+                .is_some(),
+            "{name} materialised"
+        );
+    }
+}
+
+store_test!(
+    from_2018_04_18_the_support_password_is_changed_on_the_portal_only,
+    portal_changes_support
+);
+/// "from Wed 2018-04-18 | member support password | via the password-change
+/// screen of Online Member Support" — and each can be set to its own value:
+/// the connection password stays the old one.
+async fn portal_changes_support(db: TestStore) {
+    let a = member(&db.store, "ab000005").await;
+    // Even before the backfill reached this member (dual read).
+    change(
+        &db.store,
+        &a,
+        "portal",
+        "support-portal",
+        OLD_LOGIN,
+        "my-support-pw-2018",
+        after(),
+    )
+    .await
+    .expect("the portal changes the support password");
+    assert!(
+        verifies(
+            &db.store,
+            &a,
+            "support-portal",
+            "my-support-pw-2018",
+            after()
+        )
+        .await
+    );
+    assert!(!verifies(&db.store, &a, "support-portal", OLD_LOGIN, after()).await);
+    assert!(
+        verifies(&db.store, &a, "connection", OLD_LOGIN, after()).await,
+        "connection keeps the old password"
+    );
+    assert_eq!(
+        change(
+            &db.store,
+            &a,
+            "utility",
+            "support-portal",
+            "my-support-pw-2018",
+            "x-support-via-util",
+            after()
+        )
+        .await,
+        Err(Refusal::ChannelNotAllowed {
+            credential: "support".into(),
+            channel: "utility".into()
+        })
+    );
+    run_cutover(&db.store, after()).await;
+    assert!(
+        verifies(
+            &db.store,
+            &a,
+            "support-portal",
+            "my-support-pw-2018",
+            after()
+        )
+        .await,
+        "backfill never overwrites it"
+    );
+    assert!(verifies(&db.store, &a, "connection", OLD_LOGIN, after()).await);
+}
+
+store_test!(
+    from_2018_04_18_the_connection_password_is_changed_via_the_utility,
+    utility_changes_connection
+);
+/// "(2) Password for the internet connection: the name changes; the way it is
+/// changed does not. from Wed 2018-04-18 | connection password | via the WAKWAK
+/// utility" — and the portal cannot change it.
+async fn utility_changes_connection(db: TestStore) {
+    let a = member(&db.store, "ab000006").await;
+    run_cutover(&db.store, after()).await;
+    assert_eq!(
+        change(
+            &db.store,
+            &a,
+            "portal",
+            "connection",
+            OLD_LOGIN,
+            "conn-by-portal-1",
+            after()
+        )
+        .await,
+        Err(Refusal::ChannelNotAllowed {
+            credential: "connection".into(),
+            channel: "portal".into()
+        })
+    );
+    change(
+        &db.store,
+        &a,
+        "utility",
+        "connection",
+        OLD_LOGIN,
+        "my-connection-pw",
+        after(),
+    )
+    .await
+    .expect("the utility changes the connection password");
+    assert!(verifies(&db.store, &a, "connection", "my-connection-pw", after()).await);
+    assert!(
+        verifies(&db.store, &a, "support-portal", OLD_LOGIN, after()).await,
+        "support keeps the old password"
+    );
+}
+
+store_test!(mail_and_ftp_passwords_are_not_affected, mail_and_ftp);
+/// "The mail password and the FTP password are not affected."
+async fn mail_and_ftp(db: TestStore) {
+    let a = member(&db.store, "ab000007").await;
+    let snapshot = |store: Store, id: i64| async move {
+        let mut out = Vec::new();
+        for name in ["mail", "ftp"] {
+            let c = store
+                .credential(id, name)
+                .await
+                .expect("get")
+                .expect("credential");
+            out.push((c.hash, c.version, c.set_at, c.set_via));
+        }
+        out
+    };
+    let before_split = snapshot(db.store.clone(), a.id).await;
+    change(
+        &db.store,
+        &a,
+        "utility",
+        "connection",
+        OLD_LOGIN,
+        "utility-new-pw-2",
+        before(),
+    )
+    .await
+    .expect("change");
+    run_cutover(&db.store, after()).await;
+    change(
+        &db.store,
+        &a,
+        "portal",
+        "support-portal",
+        "utility-new-pw-2",
+        "support-new-pw-2",
+        after(),
+    )
+    .await
+    .expect("change");
+    assert_eq!(snapshot(db.store.clone(), a.id).await, before_split);
+    assert!(verifies(&db.store, &a, "mail", MAIL, after()).await);
+    assert!(verifies(&db.store, &a, "ftp", MAIL, after()).await);
+}
+
+store_test!(the_login_id_stays_common_to_both, login_id_common);
+/// "The login ID used for Online Member Support and for the internet
+/// connection stays common to both and cannot be changed."
+async fn login_id_common(db: TestStore) {
+    let a = member(&db.store, "ab000008").await;
+    run_cutover(&db.store, after()).await;
+    change(
+        &db.store,
+        &a,
+        "portal",
+        "support-portal",
+        OLD_LOGIN,
+        "support-only-pw",
+        after(),
+    )
+    .await
+    .expect("change");
+    let found = db
+        .store
+        .find_account("wakwak", "ab000008")
+        .await
+        .expect("find")
+        .expect("one account");
+    assert_eq!(
+        found.id, a.id,
+        "one account, one login ID, for both purposes"
+    );
+    assert!(
+        verifies(
+            &db.store,
+            &found,
+            "support-portal",
+            "support-only-pw",
+            after()
+        )
+        .await
+    );
+    assert!(verifies(&db.store, &found, "connection", OLD_LOGIN, after()).await);
+}
+
+store_test!(
+    support_recovery_is_helpdesk_only_before_and_self_service_after,
+    recovery_follows_routing
+);
+/// "Forgotten member support password (from 2018-04-18): … a temporary password
+/// is sent to the member's WAKWAK base e-mail address" — before the date the
+/// support purpose is the login password, whose recovery is the help desk.
+/// "Forgotten connection password (from 2018-04-18): … contacts the help desk".
+async fn recovery_follows_routing(db: TestStore) {
+    let a = member(&db.store, "ab000009").await;
+    let realm = realm_now(&db.store).await;
+    let rec = |t| {
+        let (realm, store, a) = (realm.clone(), db.store.clone(), a.clone());
+        async move {
+            realm
+                .recovery(&store, &a, "support-portal", t)
+                .await
+                .expect("recovery")
+                .expect("purpose")
+                .1
+        }
+    };
+    assert_eq!(rec(before()).await, Recovery::Helpdesk);
+    assert!(matches!(rec(after()).await, Recovery::SelfService(_)));
+    let conn = realm
+        .recovery(&db.store, &a, "connection", after())
+        .await
+        .expect("recovery")
+        .expect("purpose")
+        .1;
+    assert_eq!(conn, Recovery::Helpdesk);
+}
+
+store_test!(a_completed_cutover_is_never_run_again, completed_once);
+async fn completed_once(db: TestStore) {
+    let a = member(&db.store, "ab000010").await;
+    run_cutover(&db.store, after()).await;
+    change(
+        &db.store,
+        &a,
+        "portal",
+        "support-portal",
+        OLD_LOGIN,
+        "after-completion",
+        after(),
+    )
+    .await
+    .expect("change");
+    let realm = wakwak();
+    let adv = advance(
+        &db.store,
+        &realm.policy,
+        &realm.cutovers[0].0,
+        after,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("again");
+    assert_eq!(
+        (adv.phase, adv.batches, adv.started),
+        (Phase::Completed, 0, false)
+    );
+    assert!(verifies(&db.store, &a, "support-portal", "after-completion", after()).await);
+}
+
+store_test!(the_source_is_retired_after_retain_source, retire_source);
+async fn retire_source(db: TestStore) {
+    let a = member(&db.store, "ab000011").await;
+    run_cutover(&db.store, after()).await;
+    let realm = wakwak();
+    let cutover = &realm.cutovers[0].0;
+    let early = advance(
+        &db.store,
+        &realm.policy,
+        cutover,
+        after,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert_eq!(
+        early.phase,
+        Phase::Completed,
+        "kept for rollback within retainSource"
+    );
+    assert!(
+        db.store
+            .credential(a.id, "login")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let later = after() + jiff::SignedDuration::from_hours(24 * 31);
+    let adv = advance(
+        &db.store,
+        &realm.policy,
+        cutover,
+        || later,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert!(adv.retired && adv.phase == Phase::Retired);
+    assert!(
+        db.store
+            .credential(a.id, "login")
+            .await
+            .expect("get")
+            .is_none(),
+        "source removed"
+    );
+    assert!(verifies(&db.store, &a, "support-portal", OLD_LOGIN, later).await);
+    assert!(verifies(&db.store, &a, "connection", OLD_LOGIN, later).await);
+}
+
+// ---------------------------------------------------------------------------
+
+store_test!(
+    member_changes_racing_the_backfill_are_never_lost,
+    changes_during_backfill
+);
+/// Hundreds of member changes through the engine's write path while the
+/// backfill runs: afterwards each target of every account holds either that
+/// member's own later change or the old login password.
+async fn changes_during_backfill(db: TestStore) {
+    const MEMBERS: usize = 240;
+    let pool = HashPool::default();
+    let old_hash = pool
+        .hash(
+            Secret::from(OLD_LOGIN),
+            credshift::hashing::Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .await
+        .expect("hash");
+    let mut rows = Vec::new();
+    for i in 0..MEMBERS {
+        rows.push(credshift::store::ImportRow {
+            line: i as u64 + 2,
+            login_id: format!("wk{i:05}"),
+            base_email: format!("m{i}@wakwak.example.jp"),
+            credentials: vec![("login".into(), old_hash.clone())],
+        });
+    }
+    for chunk in rows.chunks(100) {
+        db.store
+            .import_batch("wakwak", chunk, "import", at("2018-01-01T00:00:00Z"))
+            .await
+            .expect("import");
+    }
+    let store = db.store.clone();
+    let backfill = tokio::spawn(async move {
+        let mut realm = wakwak();
+        realm.cutovers[0].0.batch_size = 3;
+        let cutover = realm.cutovers[0].0.clone();
+        loop {
+            let adv = advance(
+                &store,
+                &realm.policy,
+                &cutover,
+                after,
+                Duration::from_millis(5),
+            )
+            .await
+            .expect("advance");
+            if adv.phase != Phase::Running {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    // Each member changes one target once, from its own task, mixed channels.
+    let mut tasks = Vec::new();
+    for i in (0..MEMBERS).step_by(1) {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let account = store
+                .find_account("wakwak", &format!("wk{i:05}"))
+                .await
+                .expect("find")
+                .expect("account");
+            let (channel, purpose) = if i % 2 == 0 {
+                ("portal", "support-portal")
+            } else {
+                ("utility", "connection")
+            };
+            let new = format!("new-{purpose}-{i}");
+            let realm = realm_now(&store).await;
+            let result = realm
+                .change(
+                    &store,
+                    &HashPool::default(),
+                    &account,
+                    channel,
+                    purpose,
+                    Secret::from(OLD_LOGIN),
+                    Secret::new(new.clone()),
+                    after(),
+                )
+                .await
+                .expect("change");
+            assert_eq!(result, Ok(()), "member {i}");
+            (i, purpose, new)
+        }));
+    }
+    let mut changed = Vec::new();
+    for t in tasks {
+        changed.push(t.await.expect("task"));
+    }
+    backfill.await.expect("backfill");
+    let passwords = Passwords {
+        store: db.store.clone(),
+        hasher: HashPool::default(),
+        params: credshift::hashing::Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+    };
+    for (i, purpose, new) in changed {
+        let account = db
+            .store
+            .find_account("wakwak", &format!("wk{i:05}"))
+            .await
+            .expect("find")
+            .expect("account");
+        let (mine, other) = if purpose == "support-portal" {
+            ("support", "connection")
+        } else {
+            ("connection", "support")
+        };
+        for (credential, expected) in [(mine, new.as_str()), (other, OLD_LOGIN)] {
+            let outcome = passwords
+                .verify(&account, credential, Secret::from(expected), after())
+                .await
+                .expect("verify");
+            assert!(
+                matches!(outcome, VerifyOutcome::Match { .. }),
+                "member {i}: {credential} must hold {}",
+                if credential == mine {
+                    "the member's change"
+                } else {
+                    "the old login password"
+                }
+            );
+        }
+    }
+    let cp = db
+        .store
+        .checkpoint("default/split-login-2018")
+        .await
+        .expect("checkpoint")
+        .expect("exists");
+    assert_eq!((cp.done, cp.total), (MEMBERS as i64, MEMBERS as i64));
+}
