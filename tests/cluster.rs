@@ -573,3 +573,132 @@ fn the_controller_exits_with_a_clear_message_when_the_store_is_unreachable() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+async fn store_with_many_members(dir: &Path, n: usize) -> String {
+    let url = format!("sqlite://{}", dir.join("credshift.db").display());
+    let store = Store::open(&url).await.expect("store");
+    let rows: Vec<credshift::store::ImportRow> = (0..n)
+        .map(|i| credshift::store::ImportRow {
+            line: i as u64 + 2,
+            login_id: format!("wk{i:07}"),
+            base_email: format!("m{i}@wakwak.example.jp"),
+            credentials: vec![("login".into(), "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/".into())],
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        store
+            .import_batch("wakwak", chunk, "import", jiff::Timestamp::now())
+            .await
+            .expect("import");
+    }
+    url
+}
+
+/// The same cutover through the controller: Scheduled -> Running ->
+/// Completed, with progress visible in `kubectl get`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = store_with_many_members(dir.path(), 20_000).await;
+    apply(&ns, &example("policy.yaml"));
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8)).to_string();
+    apply(
+        &ns,
+        &future_cutover("split-now", &at).replace("batchSize: 1000", "batchSize: 20"),
+    );
+    let mut ctl = controller::start(&ns, &url, "ctl-run", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+
+    let seen = tokio::task::spawn_blocking({
+        let ns = ns.clone();
+        move || {
+            let mut seen: Vec<(String, String)> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while Instant::now() < deadline {
+                let out = support::kube::kubectl()
+                    .args([
+                        "get",
+                        "credentialcutover",
+                        "split-now",
+                        "-n",
+                        &ns,
+                        "--no-headers",
+                    ])
+                    .output()
+                    .expect("kubectl get");
+                let line = String::from_utf8_lossy(&out.stdout).to_string();
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if cols.len() >= 6 {
+                    let (phase, progress) =
+                        (cols[3].to_owned(), format!("{} {}", cols[4], cols[5]));
+                    if seen.last() != Some(&(phase.clone(), progress.clone())) {
+                        seen.push((phase.clone(), progress));
+                    }
+                    if phase == "Completed" {
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            seen
+        }
+    })
+    .await
+    .expect("watch kubectl get");
+    let phases: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(phases.first(), Some(&"Scheduled"), "{seen:?}");
+    assert_eq!(
+        phases.last(),
+        Some(&"Completed"),
+        "{seen:?}\n{}",
+        ctl.log_text()
+    );
+    let running: Vec<&(String, String)> = seen.iter().filter(|(p, _)| p == "Running").collect();
+    assert!(!running.is_empty(), "Running was visible: {seen:?}");
+    assert!(
+        running
+            .iter()
+            .any(|(_, progress)| !progress.starts_with("0/") && !progress.starts_with("20000/")),
+        "partial progress was visible: {seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(|(_, p)| p.as_str()),
+        Some("20000/20000 (100%)")
+    );
+
+    let events = support::kube::kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    for reason in ["CutoverScheduled", "CutoverStarted", "CutoverCompleted"] {
+        assert!(events.contains(reason), "{reason} in {events}");
+    }
+    let policies: Api<CredentialPolicy> = Api::namespaced(client, &ns);
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "routing Direct after completion",
+        |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.routing.iter().all(|r| r.mode == "Direct") && !s.routing.is_empty()
+            })
+        },
+    )
+    .await;
+    let support = p
+        .status
+        .expect("status")
+        .credentials
+        .into_iter()
+        .find(|c| c.name == "support")
+        .expect("count");
+    assert_eq!(support.accounts, 20_000);
+}

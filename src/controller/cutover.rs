@@ -24,7 +24,7 @@ const KIND: &str = "CredentialCutover";
 
 /// Wall time one reconcile spends on backfill batches before it writes
 /// progress to status and yields to other objects.
-const BATCH_BUDGET: Duration = Duration::from_secs(2);
+const BATCH_BUDGET: Duration = Duration::from_secs(1);
 
 pub async fn reconcile(
     cutover: Arc<CredentialCutover>,
