@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::ResourceExt;
+use kube::{CustomResourceExt, ResourceExt};
 use serde::Deserialize;
 
 use crate::engine::members::Realm;
@@ -155,6 +155,35 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, Vec<InputError>> {
                 });
                 continue;
             }
+            let crd = match head.kind.as_str() {
+                "CredentialPolicy" => Some(CredentialPolicy::crd()),
+                "CredentialCutover" => Some(CredentialCutover::crd()),
+                _ => None,
+            };
+            if let Some(crd) = crd {
+                // What the API server's schema would reject, with the field's line.
+                let value: serde_json::Value = match serde_saphyr::from_str(doc) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(at(e));
+                        continue;
+                    }
+                };
+                let crd = serde_json::to_value(crd).unwrap_or_default();
+                let violations = crate::resources::schema_check::check(&crd, &value);
+                if !violations.is_empty() {
+                    for v in violations {
+                        let (l, c) = locate(doc, &v.path);
+                        errors.push(InputError {
+                            file: file.clone(),
+                            line: line + l,
+                            column: c,
+                            message: format!("{}: {}", v.path, v.message),
+                        });
+                    }
+                    continue;
+                }
+            }
             match head.kind.as_str() {
                 "CredentialPolicy" => match serde_saphyr::from_str::<CredentialPolicy>(doc) {
                     Ok(value) => out.policies.push(Located {
@@ -188,6 +217,27 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, Vec<InputError>> {
     } else {
         Err(errors)
     }
+}
+
+/// The line (0-based within `doc`) and column of the last key of a field
+/// path such as `spec.split.into[1]`; the document's first line when unknown.
+fn locate(doc: &str, path: &str) -> (u64, Option<u64>) {
+    let mut from = 0;
+    let mut found = (0, None);
+    for segment in path.split('.') {
+        let key = segment.split('[').next().unwrap_or(segment);
+        let hit = doc.lines().enumerate().skip(from).find_map(|(i, l)| {
+            let trimmed = l.trim_start().trim_start_matches("- ");
+            let col = l.len() - trimmed.len();
+            (trimmed.starts_with(&format!("{key}:")) || trimmed.starts_with(&format!("{key} :")))
+                .then_some((i, col))
+        });
+        if let Some((i, col)) = hit {
+            from = i;
+            found = (i as u64, Some(col as u64 + 1));
+        }
+    }
+    found
 }
 
 /// Splits a YAML stream at `---` lines; yields (first line number, text).

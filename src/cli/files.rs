@@ -115,34 +115,44 @@ fn phase_name(p: Phase) -> &'static str {
 pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
     let (manifests, model) = load(&args)?;
     let now = clock(&args.now)?();
-    // Plan reads; it must not create or migrate a store.
-    let store = Store::connect(&args.store.url).await?;
-    let migrated = store.migrate_is_current().await?;
+    // Plan reads; it must not create or migrate a store. A SQLite file that
+    // does not exist yet is an empty store.
+    let missing = crate::store::sqlite_file(&args.store.url).is_some_and(|f| !f.exists());
+    let store = if missing {
+        None
+    } else {
+        Some(Store::connect(&args.store.url).await?)
+    };
+    let migrated = match &store {
+        Some(s) => s.migrate_is_current().await?,
+        None => false,
+    };
     println!(
         "{:<28} {:<14} {:<26} {:<10} {:>9} {:>9} {:>9} {:>10}",
         "CUTOVER", "POLICY", "AT", "PHASE", "IN SCOPE", "SPLIT", "TO COPY", "ETA"
     );
     for realm in &model.realms {
         for (c, _) in &realm.cutovers {
-            let (in_scope, already, to_copy, phase, eta) = if migrated {
-                let rate = measure_rate(&store, &realm.policy, c).await?;
-                let p = plan(&store, &realm.policy, c, now, rate).await?;
-                (
-                    p.in_scope,
-                    p.already_split,
-                    p.to_copy,
-                    phase_name(p.phase),
-                    p.eta.map(human),
-                )
-            } else {
-                (
-                    0,
-                    0,
-                    0,
-                    if now < c.at { "Scheduled" } else { "Running" },
-                    None,
-                )
-            };
+            let (in_scope, already, to_copy, phase, eta) =
+                if let (Some(store), true) = (&store, migrated) {
+                    let rate = measure_rate(store, &realm.policy, c).await?;
+                    let p = plan(store, &realm.policy, c, now, rate).await?;
+                    (
+                        p.in_scope,
+                        p.already_split,
+                        p.to_copy,
+                        phase_name(p.phase),
+                        p.eta.map(human),
+                    )
+                } else {
+                    (
+                        0,
+                        0,
+                        0,
+                        if now < c.at { "Scheduled" } else { "Running" },
+                        None,
+                    )
+                };
             println!(
                 "{:<28} {:<14} {:<26} {:<10} {:>9} {:>9} {:>9} {:>10}",
                 c.name,

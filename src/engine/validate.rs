@@ -16,7 +16,26 @@ pub fn validate_policy(policy: &Policy) -> Vec<Problem> {
         }
     }
     for (name, rules) in &policy.credentials {
+        let field = format!("spec.credentials[{name}]");
+        if rules.max_length < rules.min_length {
+            problems.push(Problem::new(
+                format!("{field}.rules"),
+                "rules.maxLength must be at least rules.minLength",
+            ));
+        }
+        if rules.hashing.memory_kib < 8 * rules.hashing.parallelism {
+            problems.push(Problem::new(
+                format!("{field}.hashing"),
+                "hashing.memoryKiB must be at least 8 × parallelism",
+            ));
+        }
         if let Recovery::SelfService(s) = &rules.recovery {
+            if !s.mail_body.contains("{{temporary_password}}") {
+                problems.push(Problem::new(
+                    format!("{field}.recovery.selfService.mail.body"),
+                    "mail.body must contain {{temporary_password}}",
+                ));
+            }
             let field = format!("spec.credentials[{name}].recovery.selfService");
             let bits = s.entropy_bits();
             if bits < MIN_TEMP_PASSWORD_BITS {
@@ -78,6 +97,29 @@ pub fn validate_cutover(
         )];
     };
     let mut problems = Vec::new();
+    if cutover.into.is_empty() {
+        problems.push(Problem::new(
+            "spec.split.into",
+            "must name at least one credential",
+        ));
+    }
+    if cutover
+        .into
+        .iter()
+        .enumerate()
+        .any(|(i, t)| cutover.into[..i].contains(t))
+    {
+        problems.push(Problem::new(
+            "spec.split.into",
+            "split.into must not contain duplicates",
+        ));
+    }
+    if cutover.into.contains(&cutover.from) {
+        problems.push(Problem::new(
+            "spec.split.into",
+            "split.into must not contain split.from",
+        ));
+    }
     if !policy.credentials.contains_key(&cutover.from) {
         problems.push(Problem::new(
             "spec.split.from",

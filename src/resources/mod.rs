@@ -11,6 +11,7 @@ mod cutover;
 mod duration;
 mod model;
 mod policy;
+pub mod schema_check;
 
 pub use condition::{Condition, ConditionStatus, merge_conditions};
 pub use cutover::{

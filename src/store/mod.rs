@@ -117,6 +117,15 @@ impl FromStr for Backend {
     }
 }
 
+/// The file of a `sqlite://FILE` URL (`None` for other URLs and in-memory databases).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 /// SQLite creates the file on first use, like `credshift apply` on a fresh machine expects.
 fn with_sqlite_defaults(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
