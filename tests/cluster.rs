@@ -702,3 +702,85 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
         .expect("count");
     assert_eq!(support.accounts, 20_000);
 }
+
+/// The store goes away while the controller runs: it stays up, reports not
+/// ready, and reconciles again once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_recovers_when_the_store_comes_back() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let pg = support::postgres::Dedicated::start_new();
+    let store = Store::open(&pg.url()).await.expect("store");
+    store
+        .create_account(
+            "wakwak",
+            "ab000001",
+            "a@wakwak.example.jp",
+            "test",
+            jiff::Timestamp::now(),
+        )
+        .await
+        .expect("account");
+    store.close().await;
+    apply(&ns, &example("policy.yaml"));
+    let mut ctl = controller::start(&ns, &pg.url(), "ctl-pg", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "Ready with the store up",
+        |p| p.status.as_ref().and_then(|s| s.accounts) == Some(1),
+    )
+    .await;
+
+    pg.stop();
+    apply(
+        &ns,
+        &example("policy.yaml").replace("ftp: ftp", "ftp: mail"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(ctl.get("/readyz"), Some((503, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "readyz should fail while the store is down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ctl.metric("credshift_reconcile_errors_total", "Store") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a reconcile meets the outage and counts it"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        ctl.child.try_wait().expect("wait").is_none(),
+        "the controller keeps running"
+    );
+
+    pg.start();
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(60),
+        "reconciled after the store is back",
+        |p| {
+            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                && p.metadata.generation > Some(1)
+        },
+    )
+    .await;
+    assert!(
+        p.status
+            .expect("status")
+            .routing
+            .iter()
+            .any(|r| r.purpose == "ftp" && r.credential == "mail")
+    );
+    ctl.wait_ready(Duration::from_secs(30));
+}

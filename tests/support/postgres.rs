@@ -189,3 +189,98 @@ impl PgServer {
         format!("{base}/{name}")
     }
 }
+
+/// A PostgreSQL server of one test's own, which the test may stop and start
+/// (fault tests). Stopped and removed on drop.
+pub struct Dedicated {
+    dir: PathBuf,
+    bin: PathBuf,
+    run_as: String,
+    pub port: u16,
+}
+
+impl Dedicated {
+    pub fn start_new() -> Dedicated {
+        let bin = find_bin_dir().unwrap_or_else(|e| panic!("{e}"));
+        let run_as = run_as_prefix().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::Builder::new()
+            .prefix("credshift-pg-own-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        if let Some(user) = run_as.split_whitespace().nth(2) {
+            let ok = Command::new("chown").arg("-R").arg(user).arg(&dir).status();
+            assert!(
+                ok.map(|s| s.success()).unwrap_or(false),
+                "chown {}",
+                dir.display()
+            );
+        }
+        let port = free_port().expect("port");
+        let server = Dedicated {
+            dir,
+            bin,
+            run_as,
+            port,
+        };
+        server.sh(&format!(
+            "{} {}/initdb -D {}/data -U postgres --auth=trust --no-sync -E UTF8 --no-locale >/dev/null",
+            server.run_as,
+            server.bin.display(),
+            server.dir.display()
+        ));
+        server.start();
+        server
+    }
+
+    fn sh(&self, script: &str) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(&self) {
+        self.sh(&format!(
+            "{} {b}/pg_ctl -D {d}/data -l {d}/server.log -w -t 60 -o \"-p {p} -h 127.0.0.1 -k {d} -c fsync=off\" start >/dev/null",
+            self.run_as,
+            b = self.bin.display(),
+            d = self.dir.display(),
+            p = self.port
+        ));
+    }
+
+    pub fn stop(&self) {
+        self.sh(&format!(
+            "{} {}/pg_ctl -D {}/data -m fast -w stop >/dev/null",
+            self.run_as,
+            self.bin.display(),
+            self.dir.display()
+        ));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} {}/pg_ctl -D {}/data -m immediate stop >/dev/null 2>&1; rm -rf {}",
+                self.run_as,
+                self.bin.display(),
+                self.dir.display(),
+                self.dir.display()
+            ))
+            .status();
+    }
+}
