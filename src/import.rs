@@ -151,6 +151,9 @@ pub async fn import_file(
         Ok(result) => result?,
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
+    if summary.imported + summary.updated > 0 {
+        store.analyze().await?;
+    }
     Ok(summary)
 }
 

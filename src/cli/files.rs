@@ -121,7 +121,7 @@ pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
     let store = if missing {
         None
     } else {
-        Some(Store::connect(&args.store.url).await?)
+        Some(Store::connect_read_only(&args.store.url).await?)
     };
     let migrated = match &store {
         Some(s) => s.migrate_is_current().await?,
@@ -135,7 +135,12 @@ pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
         for (c, _) in &realm.cutovers {
             let (in_scope, already, to_copy, phase, eta) =
                 if let (Some(store), true) = (&store, migrated) {
-                    let rate = measure_rate(store, &realm.policy, c).await?;
+                    // The ETA comes from one real batch, rolled back. A store at
+                    // the current schema was made by credshift, so opening it for
+                    // writing changes nothing in it.
+                    let rw = Store::connect(&args.store.url).await?;
+                    let rate = measure_rate(&rw, &realm.policy, c).await?;
+                    rw.close().await;
                     let p = plan(store, &realm.policy, c, now, rate).await?;
                     (
                         p.in_scope,

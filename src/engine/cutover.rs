@@ -90,7 +90,7 @@ pub async fn plan(
     for target in &cutover.into {
         to_copy += in_scope
             - store
-                .count_holding_all(&policy.realm, std::slice::from_ref(target))
+                .count_holding_all(&policy.realm, &cutover.from, std::slice::from_ref(target))
                 .await?
                 .min(in_scope);
     }
@@ -197,6 +197,8 @@ pub async fn advance(
         return Ok(out);
     }
     if out.checkpoint.is_none() {
+        // Fresh statistics first: the batch query must walk the login-ID index.
+        store.analyze().await?;
         out.checkpoint = Some(store.start_cutover(split, cutover.at, t).await?);
         out.started = true;
     }

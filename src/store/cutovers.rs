@@ -27,30 +27,45 @@ impl Store {
         phase.as_deref().map(parse_phase).transpose()
     }
 
-    /// Accounts in the realm that already hold every one of `targets`.
+    /// Accounts in the realm holding `source` that already hold every one of
+    /// `targets` (accounts without the source are out of a cutover's scope).
     pub async fn count_holding_all(
         &self,
         realm: &str,
+        source: &str,
         targets: &[String],
     ) -> Result<i64, StoreError> {
-        if targets.is_empty() {
-            return self.count_accounts(realm).await;
-        }
         // Only generated `$n` placeholders are added; the names are bound.
-        let list = (2..targets.len() + 2)
+        let list = (3..targets.len() + 3)
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let all_targets = if targets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND (SELECT COUNT(*) FROM credentials c WHERE c.account_id = a.id AND c.name IN ({list})) = {}",
+                targets.len()
+            )
+        };
         let sql = format!(
-            "SELECT COUNT(*) FROM accounts a WHERE a.realm = $1 AND \
-             (SELECT COUNT(*) FROM credentials c WHERE c.account_id = a.id AND c.name IN ({list})) = {}",
-            targets.len()
+            "SELECT COUNT(*) FROM accounts a JOIN credentials s ON s.account_id = a.id AND s.name = $2 \
+             WHERE a.realm = $1{all_targets}"
         );
-        let mut q = sqlx::query_scalar(AssertSqlSafe(sql)).bind(realm);
+        let mut q = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(realm)
+            .bind(source);
         for t in targets {
             q = q.bind(t);
         }
         Ok(q.fetch_one(&self.pool).await?)
+    }
+
+    /// Refreshes the planner's statistics after bulk changes, so that batch
+    /// queries use the login-ID index instead of sorting the realm.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql("ANALYZE").execute(&self.pool).await?;
+        Ok(())
     }
 }
 
@@ -339,7 +354,7 @@ impl Store {
         targets: &[String],
     ) -> Result<(i64, i64), StoreError> {
         let in_scope = self.count_credentials(realm, source).await?;
-        let split = self.count_holding_all(realm, targets).await?;
+        let split = self.count_holding_all(realm, source, targets).await?;
         Ok((in_scope, split))
     }
 }

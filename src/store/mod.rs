@@ -12,12 +12,14 @@ mod audit;
 mod credentials;
 mod cutovers;
 mod import;
+mod recovery;
 
 pub use accounts::{Account, AccountState};
 pub use audit::AuditEntry;
 pub use credentials::{Credential, CredentialInfo, CredentialWrite, Expected, WriteKind};
 pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
+pub use recovery::{NewTicket, OutboxMail, RecoveryCounts, Ticket};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -147,9 +149,23 @@ impl Store {
 
     /// Connects without migrating.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, false).await
+    }
+
+    /// Connects for reading only (`credshift plan`): a SQLite file is opened
+    /// read-only and left exactly as it is.
+    pub async fn connect_read_only(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, true).await
+    }
+
+    async fn connect_with(url: &str, read_only: bool) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend: Backend = url.parse()?;
         let (connect_url, max_connections) = match backend {
+            Backend::Sqlite if read_only => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                (format!("{url}{sep}mode=ro"), 2)
+            }
             // One writer at a time is all SQLite allows; readers share the rest.
             Backend::Sqlite => (with_sqlite_defaults(url), 4),
             Backend::Postgres => (url.to_owned(), 8),
@@ -159,7 +175,11 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if backend == Backend::Sqlite && read_only {
+                        sqlx::raw_sql("PRAGMA busy_timeout = 10000;")
+                            .execute(conn)
+                            .await?;
+                    } else if backend == Backend::Sqlite {
                         sqlx::raw_sql(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
