@@ -11,6 +11,7 @@ pub mod cutover;
 pub mod members;
 pub mod model;
 pub mod passwords;
+pub mod recovery;
 pub mod routing;
 pub mod validate;
 
@@ -24,6 +25,9 @@ use crate::store::StoreError;
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The outbox payload could not be sealed or opened (key missing or wrong).
+    #[error("outbox: {0}")]
+    Seal(String),
     /// The stored hash of one account cannot be used; other accounts are unaffected.
     #[error("credential {credential:?} of account {login_id:?}: {source}")]
     Hash {

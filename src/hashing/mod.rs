@@ -6,9 +6,11 @@
 
 mod legacy;
 mod pool;
+mod seal;
 mod secret;
 
 pub use pool::HashPool;
+pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, Sealer};
 pub use secret::Secret;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};

@@ -221,7 +221,7 @@ impl Store {
     }
 }
 
-async fn write_one(
+pub(super) async fn write_one(
     conn: &mut AnyConnection,
     account: &Account,
     write: &CredentialWrite,

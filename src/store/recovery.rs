@@ -1,0 +1,371 @@
+//! Recovery tickets (temporary passwords, hashed, single-use, expiring), the
+//! transactional mail outbox, and the fixed-window rate-limit counters.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{Account, AuditEntry, CredentialWrite, Store, StoreError, audit, millis, timestamp};
+
+/// A live recovery ticket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: i64,
+    pub account_id: i64,
+    pub credential: String,
+    pub purpose: String,
+    pub hash: String,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("id", &self.id)
+            .field("credential", &self.credential)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ticket to issue, with the mail that carries it.
+pub struct NewTicket<'a> {
+    pub credential: &'a str,
+    pub purpose: &'a str,
+    pub hash: String,
+    pub expires_at: Timestamp,
+    /// Which policy template renders the mail (`namespace/policy/credential`).
+    pub template: String,
+    /// The encrypted mail payload (temporary password and its context).
+    pub sealed_payload: Vec<u8>,
+}
+
+/// One mail waiting in the outbox.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub realm: String,
+    pub recipient: String,
+    pub template: String,
+    pub sealed_payload: Option<Vec<u8>>,
+    pub attempts: i64,
+}
+
+impl std::fmt::Debug for OutboxMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMail")
+            .field("id", &self.id)
+            .field("realm", &self.realm)
+            .field("template", &self.template)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Recovery figures for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryCounts {
+    pub live: i64,
+    pub issued: i64,
+    pub used: i64,
+    pub expired: i64,
+    pub mail_pending: i64,
+    pub mail_sent: i64,
+    pub mail_dead: i64,
+}
+
+type TicketRow = (i64, i64, String, String, String, i64);
+
+impl Store {
+    /// Issues a ticket and queues its mail in one transaction; every earlier
+    /// live ticket of the same credential is revoked, so only the newest works.
+    pub async fn issue_ticket(
+        &self,
+        account: &Account,
+        t: NewTicket<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE recovery_tickets SET state = 'revoked', closed_at = $3 \
+             WHERE account_id = $1 AND credential = $2 AND state = 'live'",
+        )
+        .bind(account.id)
+        .bind(t.credential)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO recovery_tickets (account_id, credential, purpose, hash, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, 'live', $5, $6) RETURNING id",
+        )
+        .bind(account.id)
+        .bind(t.credential)
+        .bind(t.purpose)
+        .bind(&t.hash)
+        .bind(millis(now))
+        .bind(millis(t.expires_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO mail_outbox (account_id, ticket_id, realm, recipient, template, sealed_payload, state, \
+             attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+        )
+        .bind(account.id)
+        .bind(id)
+        .bind(&account.realm)
+        .bind(&account.base_email)
+        .bind(&t.template)
+        .bind(t.sealed_payload)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        let entry = AuditEntry::new(now, "recovery", "recovery.issue")
+            .account(&account.realm, &account.login_id)
+            .credential(t.credential);
+        audit::append(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The newest live, unexpired ticket of a credential.
+    pub async fn live_ticket(
+        &self,
+        account_id: i64,
+        credential: &str,
+        now: Timestamp,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let row = sqlx::query_as::<_, TicketRow>(
+            "SELECT id, account_id, credential, purpose, hash, expires_at FROM recovery_tickets \
+             WHERE account_id = $1 AND credential = $2 AND state = 'live' AND expires_at > $3 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(credential)
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id, account_id, credential, purpose, hash, expires)| {
+            Ok(Ticket {
+                id,
+                account_id,
+                credential,
+                purpose,
+                hash,
+                expires_at: timestamp(expires, "recovery_tickets")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Uses a ticket once: it must still be live and unexpired; in the same
+    /// transaction the credential writes (the temporary password, must-change)
+    /// are applied. `false` when the ticket was already used, revoked or expired.
+    pub async fn redeem_ticket(
+        &self,
+        account: &Account,
+        ticket_id: i64,
+        writes: &[CredentialWrite],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let closed = sqlx::query(
+            "UPDATE recovery_tickets SET state = 'used', closed_at = $2 \
+             WHERE id = $1 AND state = 'live' AND expires_at > $2",
+        )
+        .bind(ticket_id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if closed != 1 {
+            return Ok(false);
+        }
+        for write in writes {
+            super::credentials::write_one(&mut tx, account, write, now).await?;
+        }
+        let entry = AuditEntry::new(now, "recovery", "recovery.redeem")
+            .account(&account.realm, &account.login_id);
+        audit::append(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Expires live tickets past their time and deletes closed ones older than
+    /// `keep`. Returns (expired, purged).
+    pub async fn sweep_tickets(
+        &self,
+        now: Timestamp,
+        keep: Duration,
+    ) -> Result<(u64, u64), StoreError> {
+        let expired = sqlx::query(
+            "UPDATE recovery_tickets SET state = 'expired', closed_at = $1 WHERE state = 'live' AND expires_at <= $1",
+        )
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let cutoff = millis(now) - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let purged = sqlx::query(
+            "DELETE FROM recovery_tickets WHERE state <> 'live' AND closed_at < $1 \
+             AND id NOT IN (SELECT ticket_id FROM mail_outbox WHERE state = 'pending' AND ticket_id IS NOT NULL)",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((expired, purged))
+    }
+
+    /// Mails due for a delivery attempt, oldest first.
+    pub async fn due_mail(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        let rows = sqlx::query_as::<_, (i64, String, String, String, Option<Vec<u8>>, i64)>(
+            "SELECT id, realm, recipient, template, sealed_payload, attempts FROM mail_outbox \
+             WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, realm, recipient, template, sealed_payload, attempts)| OutboxMail {
+                    id,
+                    realm,
+                    recipient,
+                    template,
+                    sealed_payload,
+                    attempts,
+                },
+            )
+            .collect())
+    }
+
+    /// Sent: the sealed payload is erased.
+    pub async fn mail_sent(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mail_outbox SET state = 'sent', sealed_payload = NULL, sent_at = $2, attempts = attempts + 1 WHERE id = $1")
+            .bind(id)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A failed attempt: retried at `retry_at`, or dead-lettered (payload
+    /// erased) when `None`. `error` must not contain a secret.
+    pub async fn mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        match retry_at {
+            Some(at) => {
+                sqlx::query("UPDATE mail_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(error)
+                    .bind(millis(at))
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $2, state = 'dead', \
+                     sealed_payload = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .bind(error)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(())
+    }
+
+    pub async fn recovery_counts(&self, realm: &str) -> Result<RecoveryCounts, StoreError> {
+        let tickets = sqlx::query_as::<_, (String, i64)>(
+            "SELECT t.state, COUNT(*) FROM recovery_tickets t JOIN accounts a ON a.id = t.account_id \
+             WHERE a.realm = $1 GROUP BY t.state",
+        )
+        .bind(realm)
+        .fetch_all(&self.pool)
+        .await?;
+        let mails = sqlx::query_as::<_, (String, i64)>(
+            "SELECT state, COUNT(*) FROM mail_outbox WHERE realm = $1 GROUP BY state",
+        )
+        .bind(realm)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut c = RecoveryCounts::default();
+        for (state, n) in tickets {
+            c.issued += n;
+            match state.as_str() {
+                "live" => c.live = n,
+                "used" => c.used = n,
+                "expired" => c.expired = n,
+                _ => {}
+            }
+        }
+        for (state, n) in mails {
+            match state.as_str() {
+                "pending" => c.mail_pending = n,
+                "sent" => c.mail_sent = n,
+                "dead" => c.mail_dead = n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// Counts one hit in a fixed window shared by every replica; returns
+    /// whether it is within `max` hits per `window`.
+    pub async fn rate_limit(
+        &self,
+        scope: &str,
+        key: &str,
+        window: Duration,
+        max: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+        let start = millis(now).div_euclid(w) * w;
+        let hits: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limits (scope, key, window_start, hits) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (scope, key) DO UPDATE SET \
+             hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
+             window_start = excluded.window_start RETURNING hits",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(start)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(hits <= i64::from(max))
+    }
+
+    /// Hits so far in the current window, without counting one.
+    pub async fn rate_limit_hits(
+        &self,
+        scope: &str,
+        key: &str,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+        let start = millis(now).div_euclid(w) * w;
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT hits FROM rate_limits WHERE scope = $1 AND key = $2 AND window_start = $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(start)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0))
+    }
+}
