@@ -7,6 +7,7 @@
 
 mod accounts;
 mod files;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Reconciles the manifests against the store (SQLite by default) until
     /// every due cutover is complete, then prints a status table.
     Apply(files::FilesArgs),
+    /// Serves the member-facing API (verify, change, recovery, help-desk
+    /// reset) for the policies in the given manifests.
+    Serve(serve::ServeArgs),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
@@ -150,6 +154,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Plan(args) => files::plan_cmd(args).await,
             Command::Apply(args) => files::apply_cmd(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Crd => {
                 print!("{}", crate::resources::crds_yaml()?);
                 Ok(EXIT_OK)

@@ -7,6 +7,7 @@
 //! - [`hashing`]: password hashes: argon2id policy, legacy formats, a bounded pool.
 //! - Drivers: [`cli`] (and [`import`] for member files).
 
+pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod engine;

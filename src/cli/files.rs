@@ -9,7 +9,6 @@ use jiff::Timestamp;
 
 use super::{EXIT_OK, Failure, StoreArgs};
 use crate::engine::cutover::{Phase, advance, measure_rate, plan};
-use crate::engine::members::Realm;
 use crate::files::{self, InputError, Model};
 use crate::import::{self, Format, RowNote};
 use crate::store::Store;
@@ -73,21 +72,6 @@ fn load(args: &FilesArgs) -> Result<(files::Manifests, Model), Failure> {
         )));
     }
     Ok((manifests, model))
-}
-
-/// The cutovers' recorded progress from the store.
-async fn with_progress(store: &Store, realm: &Realm) -> Result<Realm, Failure> {
-    let mut out = realm.clone();
-    for (c, progress) in &mut out.cutovers {
-        *progress = match store.checkpoint_phase(&c.name).await? {
-            None => crate::engine::model::CutoverProgress::NotStarted,
-            Some(crate::store::CheckpointPhase::Running) => {
-                crate::engine::model::CutoverProgress::Running
-            }
-            Some(_) => crate::engine::model::CutoverProgress::Completed,
-        };
-    }
-    Ok(out)
 }
 
 fn human(d: Duration) -> String {
@@ -295,7 +279,7 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
         "POLICY", "REALM", "PURPOSE", "ANSWERED BY", "MODE"
     );
     for realm in &model.realms {
-        let realm = with_progress(&store, realm).await?;
+        let realm = realm.with_progress(&store).await?;
         for (purpose, route) in
             crate::engine::routing::effective_routing(&realm.policy, &realm.cutovers, now())
         {

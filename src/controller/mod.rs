@@ -205,7 +205,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

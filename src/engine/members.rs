@@ -130,6 +130,19 @@ const BLOCKLIST: &[&str] = &[
 ];
 
 impl Realm {
+    /// The same realm with each cutover's progress read from its checkpoint.
+    pub async fn with_progress(&self, store: &Store) -> Result<Realm, EngineError> {
+        let mut out = self.clone();
+        for (c, progress) in &mut out.cutovers {
+            *progress = match store.checkpoint_phase(&c.name).await? {
+                None => CutoverProgress::NotStarted,
+                Some(crate::store::CheckpointPhase::Running) => CutoverProgress::Running,
+                Some(_) => CutoverProgress::Completed,
+            };
+        }
+        Ok(out)
+    }
+
     /// The route and credentials that govern `purpose` for `account` at `now`.
     pub async fn resolve(
         &self,
@@ -189,11 +202,21 @@ impl Realm {
             return Ok(None);
         };
         let passwords = self.passwords(store, hasher, &resolved.answering);
-        Ok(Some(
-            passwords
-                .verify(account, &resolved.answering, password, now)
-                .await?,
-        ))
+        let outcome = passwords
+            .verify(account, &resolved.answering, password.clone(), now)
+            .await?;
+        if outcome == VerifyOutcome::Mismatch
+            && self
+                .redeem(store, hasher, account, &resolved, password, now)
+                .await?
+        {
+            // A temporary password: the member is in, and must set a new one.
+            return Ok(Some(VerifyOutcome::Match {
+                must_change: true,
+                upgraded: false,
+            }));
+        }
+        Ok(Some(outcome))
     }
 
     /// Whether `channel` may change the password of `purpose` now, and which credential that is.

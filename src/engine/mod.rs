@@ -10,6 +10,7 @@
 pub mod cutover;
 pub mod members;
 pub mod model;
+pub mod outbox;
 pub mod passwords;
 pub mod recovery;
 pub mod routing;

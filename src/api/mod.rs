@@ -1,0 +1,587 @@
+//! `credshift serve`: the member-facing API (SPEC §5), the HTTP driver of
+//! the engine. The portal, the connection utility, the help desk tool and
+//! the RADIUS / mail / FTP servers call it as authenticated channels.
+
+mod auth;
+
+pub use auth::{Caller, Tokens};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::engine::members::{Realm, Refusal};
+use crate::engine::{EngineError, VerifyOutcome};
+use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
+use crate::store::{Account, AccountState, Store};
+
+/// The OpenAPI description, committed as `api/openapi.json` and served as is.
+pub const OPENAPI: &str = include_str!("../../api/openapi.json");
+
+/// Failed-verify throttling: at most `failures` per `window` for one
+/// (account, purpose, client); past that, answers are "denied" without a
+/// check until the window ends. Keyed by the caller's `client` (the
+/// member's address or RADIUS calling-station) so that an attacker can only
+/// throttle the client identity it uses, never lock a member out everywhere.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    pub failures: u32,
+    pub window: Duration,
+    /// Recovery requests one caller may make per `window` (all accounts).
+    pub recovery_per_caller: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+/// Shared state of the API.
+pub struct Api {
+    pub store: Store,
+    pub hasher: HashPool,
+    pub sealer: Option<Sealer>,
+    pub realms: Vec<Realm>,
+    pub tokens: Tokens,
+    pub throttle: Throttle,
+    /// A real argon2id hash to verify against when there is no account, so
+    /// that "unknown" costs what "wrong" costs.
+    dummy_hash: String,
+    requests: Family<RequestLabels, Counter>,
+    registry: Registry,
+}
+
+impl Api {
+    pub async fn new(
+        store: Store,
+        sealer: Option<Sealer>,
+        realms: Vec<Realm>,
+        tokens: Tokens,
+        throttle: Throttle,
+    ) -> Result<Arc<Api>, String> {
+        let hasher = HashPool::default();
+        let dummy_hash = hasher
+            .hash(
+                Secret::from("credshift-dummy-password"),
+                Argon2Params::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut registry = Registry::with_prefix("credshift_api");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "API requests by endpoint and outcome",
+            requests.clone(),
+        );
+        Ok(Arc::new(Api {
+            store,
+            hasher,
+            sealer,
+            realms,
+            tokens,
+            throttle,
+            dummy_hash,
+            requests,
+            registry,
+        }))
+    }
+
+    fn count(&self, endpoint: &'static str, outcome: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels { endpoint, outcome })
+            .inc();
+    }
+
+    async fn realm(&self, name: &str) -> Result<Option<Realm>, EngineError> {
+        match self.realms.iter().find(|r| r.policy.realm == name) {
+            Some(r) => Ok(Some(r.with_progress(&self.store).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Spends what a verify spends, for answers that must not reveal why.
+    async fn dummy_verify(&self, password: Secret) {
+        let _ = self.hasher.verify(password, self.dummy_hash.clone()).await;
+    }
+
+    /// The active account, or `None` (unknown, suspended or closed look alike).
+    async fn active_account(
+        &self,
+        realm: &str,
+        login_id: &str,
+    ) -> Result<Option<Account>, EngineError> {
+        if crate::validate::login_id(login_id).is_err() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .find_account(realm, login_id)
+            .await?
+            .filter(|a| a.state == AccountState::Active))
+    }
+}
+
+/// The router with every endpoint.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/verify", post(verify))
+        .route("/v1/change", post(change))
+        .route("/v1/recovery", post(recovery))
+        .route("/v1/helpdesk/reset", post(helpdesk_reset))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(api)
+}
+
+/// Serves until `shutdown`; TLS when a certificate and key are given.
+pub async fn serve(
+    api: Arc<Api>,
+    addr: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let app = router(api);
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen on {addr}: {e}"))?;
+            info!(%addr, "serving the API over HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "TLS certificate {} / key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            info!(%addr, "serving the API over HTTPS");
+            axum_server::bind_rustls(addr, config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    reply(status, json!({ "error": code, "message": message.into() }))
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "request failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the service cannot answer now; retry later",
+    )
+}
+
+/// Authenticates the caller and checks the realm; `Err` is the response.
+async fn caller_for(
+    api: &Api,
+    headers: &HeaderMap,
+    realm: &str,
+) -> Result<(Caller, Realm), Response> {
+    let caller = api.tokens.authenticate(headers).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid bearer token is required",
+        )
+    })?;
+    if !caller.realms.iter().any(|r| r == realm || r == "*") {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "realm_not_allowed",
+            "this token is not for that realm",
+        ));
+    }
+    match api.realm(realm).await {
+        Ok(Some(r)) => Ok((caller, r)),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            "unknown_realm",
+            "no CredentialPolicy for that realm",
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct VerifyRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+    password: String,
+    /// Who the member is, as the caller sees it (address, calling-station id).
+    #[serde(default)]
+    client: Option<String>,
+}
+
+fn denied() -> Response {
+    reply(StatusCode::UNAUTHORIZED, json!({ "result": "denied" }))
+}
+
+async fn verify(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<VerifyRequest>,
+) -> Response {
+    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let password = Secret::new(req.password);
+    let now = Timestamp::now();
+    let client = req.client.as_deref().unwrap_or(&caller.name);
+    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
+    let window = api.throttle.window;
+    match api
+        .store
+        .rate_limit_hits("verify-fail", &key, window, now)
+        .await
+    {
+        Ok(hits) if hits >= i64::from(api.throttle.failures) => {
+            api.dummy_verify(password).await;
+            api.count("verify", "throttled");
+            return denied();
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    let account = match api.active_account(&req.realm, &req.login_id).await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let outcome = match &account {
+        None => {
+            api.dummy_verify(password).await;
+            None
+        }
+        Some(a) => match realm
+            .verify(&api.store, &api.hasher, a, &req.purpose, password, now)
+            .await
+        {
+            Ok(Some(o)) => Some(o),
+            Ok(None) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_purpose",
+                    "no such purpose in the policy",
+                );
+            }
+            Err(e) => return internal(e),
+        },
+    };
+    match outcome {
+        Some(VerifyOutcome::Match { must_change, .. }) => {
+            api.count("verify", "ok");
+            reply(
+                StatusCode::OK,
+                json!({ "result": "ok", "must_change": must_change }),
+            )
+        }
+        _ => {
+            let _ = api
+                .store
+                .rate_limit("verify-fail", &key, window, u32::MAX, now)
+                .await;
+            api.count("verify", "denied");
+            denied()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangeRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+    current_password: String,
+    new_password: String,
+    #[serde(default)]
+    client: Option<String>,
+}
+
+async fn change(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<ChangeRequest>,
+) -> Response {
+    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (current, new) = (
+        Secret::new(req.current_password),
+        Secret::new(req.new_password),
+    );
+    let now = Timestamp::now();
+    let client = req.client.as_deref().unwrap_or(&caller.name);
+    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
+    let wrong = || {
+        error(
+            StatusCode::FORBIDDEN,
+            "wrong_current_password",
+            "the current password is wrong",
+        )
+    };
+    match api
+        .store
+        .rate_limit_hits("verify-fail", &key, api.throttle.window, now)
+        .await
+    {
+        Ok(hits) if hits >= i64::from(api.throttle.failures) => {
+            api.dummy_verify(current).await;
+            api.count("change", "throttled");
+            return wrong();
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    let account = match api.active_account(&req.realm, &req.login_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            api.dummy_verify(current).await;
+            api.count("change", "denied");
+            return wrong();
+        }
+        Err(e) => return internal(e),
+    };
+    match realm
+        .change(
+            &api.store,
+            &api.hasher,
+            &account,
+            &caller.channel,
+            &req.purpose,
+            current,
+            new,
+            now,
+        )
+        .await
+    {
+        Ok(Ok(())) => {
+            api.count("change", "changed");
+            info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, channel = %caller.channel, "password changed");
+            reply(StatusCode::OK, json!({ "result": "changed" }))
+        }
+        Ok(Err(Refusal::WrongCurrentPassword)) => {
+            let _ = api
+                .store
+                .rate_limit("verify-fail", &key, api.throttle.window, u32::MAX, now)
+                .await;
+            api.count("change", "denied");
+            wrong()
+        }
+        Ok(Err(refusal)) => {
+            api.count("change", "refused");
+            let status = match refusal {
+                Refusal::ChannelNotAllowed { .. } => StatusCode::FORBIDDEN,
+                Refusal::UnknownPurpose => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            error(status, refusal.code(), refusal.to_string())
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RecoveryRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+}
+
+async fn recovery(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<RecoveryRequest>,
+) -> Response {
+    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    match api
+        .store
+        .rate_limit(
+            "recovery-caller",
+            &caller.name,
+            api.throttle.window,
+            api.throttle.recovery_per_caller,
+            now,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            api.count("recovery", "caller_rate_limited");
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many recovery requests from this caller",
+            );
+        }
+        Err(e) => return internal(e),
+    }
+    let Some(sealer) = &api.sealer else {
+        return internal("no outbox key configured");
+    };
+    let account = match api.active_account(&req.realm, &req.login_id).await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    match realm
+        .request_recovery(
+            &api.store,
+            &api.hasher,
+            sealer,
+            account.as_ref(),
+            &req.purpose,
+            now,
+        )
+        .await
+    {
+        Ok(outcome) => {
+            api.count("recovery", outcome.name());
+            reply(StatusCode::ACCEPTED, json!({ "result": "accepted" }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResetRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+}
+
+async fn helpdesk_reset(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<ResetRequest>,
+) -> Response {
+    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if caller.channel != "helpdesk" && !caller.administrator {
+        return error(
+            StatusCode::FORBIDDEN,
+            "channel_not_allowed",
+            "only the helpdesk channel can reset passwords",
+        );
+    }
+    let account = match api.store.find_account(&req.realm, &req.login_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_account",
+                "no such login ID in the realm",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    match realm
+        .helpdesk_reset(
+            &api.store,
+            &api.hasher,
+            &account,
+            &req.purpose,
+            caller.administrator,
+            Timestamp::now(),
+        )
+        .await
+    {
+        Ok(Some(Ok(temp))) => {
+            api.count("helpdesk_reset", "reset");
+            info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, caller = %caller.name, "help-desk reset");
+            reply(
+                StatusCode::OK,
+                json!({ "temporary_password": temp.expose(), "must_change": true }),
+            )
+        }
+        Ok(Some(Err(credential))) => {
+            api.count("helpdesk_reset", "refused");
+            error(
+                StatusCode::FORBIDDEN,
+                "not_helpdesk_recoverable",
+                format!("the {credential} password is not recovered by the help desk"),
+            )
+        }
+        Ok(None) => error(
+            StatusCode::BAD_REQUEST,
+            "unknown_purpose",
+            "no such purpose in the policy",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), api.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store not answering").into_response(),
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &api.registry).is_err() {
+        out.clear();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

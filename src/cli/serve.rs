@@ -1,0 +1,139 @@
+//! `credshift serve`: the member-facing API, on the policies in the given
+//! manifests, with optional mail delivery from the same process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tracing::warn;
+
+use super::{EXIT_OK, Failure, StoreArgs};
+use crate::api::{self, Throttle, Tokens};
+use crate::engine::model::Recovery;
+use crate::engine::outbox::{Transport, deliver_due};
+use crate::hashing::{OUTBOX_KEY_ENV, Sealer};
+use crate::resources::parse_go_duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// CredentialPolicy / CredentialCutover manifests (files or directories).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CREDSHIFT_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Token file (YAML `tokens: [{name, channel, realms, sha256, administrator}]`),
+    /// e.g. a mounted Kubernetes Secret.
+    #[arg(long, env = "CREDSHIFT_TOKENS_FILE")]
+    pub tokens: PathBuf,
+    /// TLS certificate (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, env = "CREDSHIFT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CREDSHIFT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Failed verifies allowed per (account, purpose, client) per window.
+    #[arg(long, env = "CREDSHIFT_VERIFY_FAILURES", default_value_t = 10)]
+    pub verify_failures: u32,
+    /// The throttling window (Go duration).
+    #[arg(long, env = "CREDSHIFT_THROTTLE_WINDOW", default_value = "15m")]
+    pub throttle_window: String,
+    /// Recovery requests one caller may make per window.
+    #[arg(long, env = "CREDSHIFT_RECOVERY_PER_CALLER", default_value_t = 600)]
+    pub recovery_per_caller: u32,
+    /// Deliver recovery mail from this process through this SMTP relay
+    /// (smtp://HOST[:PORT]); in a cluster the controller delivers instead.
+    #[arg(long, env = "CREDSHIFT_SMTP")]
+    pub smtp: Option<String>,
+    /// Write recovery mail as .eml files into this directory instead.
+    #[arg(long, env = "CREDSHIFT_MAIL_DIR", conflicts_with = "smtp")]
+    pub mail_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
+    let manifests = crate::files::load(&args.paths).map_err(|e| {
+        Failure(
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let model = manifests.model().map_err(|e| {
+        Failure(
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let tokens = Tokens::load(&args.tokens).map_err(Failure)?;
+    let sealer = Sealer::from_env().map_err(Failure)?;
+    let self_service = model.realms.iter().any(|r| {
+        r.policy
+            .credentials
+            .values()
+            .any(|c| matches!(c.recovery, Recovery::SelfService(_)))
+    });
+    if self_service && sealer.is_none() {
+        return Err(Failure(format!(
+            "{OUTBOX_KEY_ENV} is required for self-service recovery: 32 random bytes in base64 (head -c32 /dev/urandom | base64)"
+        )));
+    }
+    let window = parse_go_duration(&args.throttle_window)
+        .map_err(|e| Failure(format!("--throttle-window {e}")))?;
+    let store = args.store.open().await?;
+    let throttle = Throttle {
+        failures: args.verify_failures.max(1),
+        window,
+        recovery_per_caller: args.recovery_per_caller.max(1),
+    };
+    let transport = match (&args.smtp, &args.mail_dir) {
+        (Some(url), _) => Some(Transport::smtp(url).map_err(|e| Failure(format!("--smtp {e}")))?),
+        (None, Some(dir)) => Some(Transport::Directory(dir.clone())),
+        _ => None,
+    };
+    let api = api::Api::new(
+        store.clone(),
+        sealer.clone(),
+        model.realms.clone(),
+        tokens,
+        throttle,
+    )
+    .await
+    .map_err(Failure)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let (Some(transport), Some(sealer)) = (transport, sealer) {
+        let (store, realms, mut stop) = (store.clone(), model.realms.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = Timestamp::now();
+                if let Err(e) = deliver_due(&store, &sealer, &transport, &realms, now).await {
+                    warn!(error = %e, "mail delivery round failed");
+                }
+                if let Err(e) = store
+                    .sweep_tickets(now, Duration::from_secs(7 * 86_400))
+                    .await
+                {
+                    warn!(error = %e, "ticket sweep failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    let shutdown = async move {
+        crate::controller::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    api::serve(api, args.listen, tls, shutdown)
+        .await
+        .map_err(Failure)?;
+    Ok(EXIT_OK)
+}
