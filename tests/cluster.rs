@@ -669,16 +669,30 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
         Some("20000/20000 (100%)")
     );
 
-    let events = support::kube::kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
-    for reason in ["CutoverScheduled", "CutoverStarted", "CutoverCompleted"] {
-        assert!(events.contains(reason), "{reason} in {events}");
+    // Events are written by the controller as it goes; allow them a moment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = support::kube::kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        let missing: Vec<&str> = ["CutoverScheduled", "CutoverStarted", "CutoverCompleted"]
+            .into_iter()
+            .filter(|r| !events.contains(r))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Events {missing:?} missing from: {events}\n{}",
+            ctl.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let policies: Api<CredentialPolicy> = Api::namespaced(client, &ns);
     let p = wait_for(

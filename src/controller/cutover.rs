@@ -22,10 +22,6 @@ use crate::resources::{
 
 const KIND: &str = "CredentialCutover";
 
-/// Wall time one reconcile spends on backfill batches before it writes
-/// progress to status and yields to other objects.
-const BATCH_BUDGET: Duration = Duration::from_secs(1);
-
 pub async fn reconcile(
     cutover: Arc<CredentialCutover>,
     ctx: Arc<Context>,
@@ -118,7 +114,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         &policy_model,
         &model,
         Timestamp::now,
-        BATCH_BUDGET,
+        ctx.progress_interval,
     )
     .await?;
     let (total, already) = ctx

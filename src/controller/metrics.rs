@@ -22,6 +22,12 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+/// Labels: what became of a recovery mail or ticket.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 /// The controller's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -29,6 +35,8 @@ pub struct Metrics {
     reconciles: Family<KindLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
+    mails: Family<ResultLabels, Counter>,
+    tickets: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,11 +62,25 @@ impl Default for Metrics {
             "Time a reconciliation took, by kind",
             duration.clone(),
         );
+        let mails = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "recovery_mails",
+            "Recovery mails by result: sent, retried, failed (dead-lettered)",
+            mails.clone(),
+        );
+        let tickets = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "recovery_tickets_swept",
+            "Recovery tickets swept by result: expired, purged",
+            tickets.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconciles,
             errors,
             duration,
+            mails,
+            tickets,
         }
     }
 }
@@ -75,6 +97,16 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels { kind, reason })
             .inc();
+    }
+
+    pub fn mails(&self, result: &'static str, n: u64) {
+        self.mails.get_or_create(&ResultLabels { result }).inc_by(n);
+    }
+
+    pub fn tickets(&self, result: &'static str, n: u64) {
+        self.tickets
+            .get_or_create(&ResultLabels { result })
+            .inc_by(n);
     }
 
     /// The OpenMetrics text exposition.

@@ -7,6 +7,7 @@ mod cutover;
 mod health;
 mod metrics;
 mod policy;
+mod recovery;
 mod status;
 
 pub use metrics::Metrics;
@@ -57,6 +58,17 @@ pub struct ControllerArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "CREDSHIFT_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     pub health_addr: SocketAddr,
+    /// How often a running cutover writes its progress to status (Go duration).
+    #[arg(long, env = "CREDSHIFT_PROGRESS_INTERVAL", default_value = "1s", value_parser = parse_interval)]
+    pub progress_interval: Duration,
+    /// Deliver recovery mail through this SMTP relay (smtp://HOST[:PORT]).
+    /// Needs CREDSHIFT_OUTBOX_KEY, the same key the API servers seal with.
+    #[arg(long, env = "CREDSHIFT_SMTP")]
+    pub smtp: Option<String>,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    crate::resources::parse_go_duration(s).map(|d| d.max(Duration::from_millis(10)))
 }
 
 /// Why the controller stopped or a reconcile failed.
@@ -74,6 +86,8 @@ pub enum Error {
     Health(std::io::Error),
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Error {
@@ -86,6 +100,7 @@ impl Error {
             Error::Lease(_) => "Lease",
             Error::Health(_) => "Health",
             Error::NoNamespace(_) => "NoNamespace",
+            Error::Config(_) => "Config",
         }
     }
 }
@@ -98,6 +113,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub policies: Cache<CredentialPolicy>,
     pub cutovers: Cache<CredentialCutover>,
+    /// Wall time one reconcile spends on backfill before writing progress.
+    pub progress_interval: Duration,
 }
 
 impl Context {
@@ -112,6 +129,18 @@ pub const MANAGER: &str = "credshift-controller";
 /// Runs until SIGTERM or SIGINT. Fails fast, with a clear message, when the
 /// API server or the store cannot be reached at start.
 pub async fn run(args: ControllerArgs) -> Result<(), Error> {
+    let delivery = match &args.smtp {
+        Some(url) => {
+            let transport = crate::engine::outbox::Transport::smtp(url).map_err(Error::Config)?;
+            let sealer = crate::hashing::Sealer::from_env()
+                .map_err(Error::Config)?
+                .ok_or_else(|| {
+                    Error::Config(format!("--smtp needs {}", crate::hashing::OUTBOX_KEY_ENV))
+                })?;
+            Some((transport, sealer))
+        }
+        None => None,
+    };
     let client = Client::try_default().await?;
     let version = client.apiserver_version().await?;
     info!(version = %version.git_version, "connected to the Kubernetes API server");
@@ -168,6 +197,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
                     args.namespace.clone(),
                     identity.clone(),
                     readiness.clone(),
+                    delivery.clone(),
+                    args.progress_interval,
                 )));
             }
             (false, true) => {
@@ -236,6 +267,8 @@ async fn reconcile_all(
     namespace: Option<String>,
     identity: String,
     readiness: health::Readiness,
+    delivery: Option<(crate::engine::outbox::Transport, crate::hashing::Sealer)>,
+    progress_interval: Duration,
 ) {
     let (policies_api, cutovers_api): (Api<CredentialPolicy>, Api<CredentialCutover>) =
         match &namespace {
@@ -265,6 +298,7 @@ async fn reconcile_all(
         recorder,
         policies: policy_controller.store(),
         cutovers: cutover_controller.store(),
+        progress_interval,
     });
 
     // A policy's status shows its cutovers; a cutover depends on its policy.
@@ -311,9 +345,13 @@ async fn reconcile_all(
         .run(policy::reconcile, policy::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     let cutovers = cutover_controller
-        .run(cutover::reconcile, cutover::error_policy, ctx)
+        .run(cutover::reconcile, cutover::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-    futures::join!(policies, cutovers);
+    futures::join!(
+        policies,
+        cutovers,
+        recovery::sweep_and_deliver(ctx, delivery)
+    );
 }
 
 /// Waits until a watch cache holds its first full list. The cache's

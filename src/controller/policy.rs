@@ -13,7 +13,7 @@ use crate::engine::model::{CutoverProgress, describe};
 use crate::engine::routing::effective_routing;
 use crate::resources::{
     ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy, CredentialPolicyStatus,
-    RouteStatus,
+    RecoveryStatus, RouteStatus,
 };
 use crate::store::CheckpointPhase;
 
@@ -117,6 +117,16 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
         });
     }
     let accounts = ctx.store.count_accounts(&model.realm).await?;
+    let rc = ctx.store.recovery_counts(&model.realm).await?;
+    let recovery = RecoveryStatus {
+        live_tickets: rc.live,
+        issued: rc.issued,
+        used: rc.used,
+        expired: rc.expired,
+        mail_pending: rc.mail_pending,
+        mail_delivered: rc.mail_sent,
+        mail_failed: rc.mail_dead,
+    };
 
     let summary = routing
         .iter()
@@ -163,6 +173,7 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
             .collect(),
         credentials: counts,
         accounts: Some(accounts),
+        recovery: Some(recovery),
     };
     let became_ready =
         !find(&previous.conditions, "Ready").is_some_and(|c| c.status == ConditionStatus::True);
@@ -186,7 +197,7 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
         .filter(|(c, p)| *p == CutoverProgress::NotStarted && c.at > now)
         .map(|(c, _)| c.at.duration_since(now).unsigned_abs())
         .min();
-    let refresh = Duration::from_secs(300);
+    let refresh = Duration::from_secs(60);
     Ok(Action::requeue(next_switch.map_or(refresh, |d| {
         d.min(refresh) + Duration::from_millis(10)
     })))

@@ -46,11 +46,13 @@ impl Transport {
 }
 
 /// What one delivery round did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub sent: u64,
     pub retried: u64,
     pub dead: u64,
+    /// The templates (`namespace/policy/credential`) of mails that failed, for Events.
+    pub failed_templates: Vec<String>,
 }
 
 fn render(template: &str, payload: &MailPayload) -> String {
@@ -147,6 +149,9 @@ pub async fn deliver_due(
                     report.retried += 1;
                 }
                 tracing::warn!(mail = mail.id, realm = %mail.realm, attempts, %error, "recovery mail not delivered");
+                if !report.failed_templates.contains(&mail.template) {
+                    report.failed_templates.push(mail.template.clone());
+                }
             }
         }
     }

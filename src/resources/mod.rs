@@ -22,7 +22,7 @@ pub use duration::{GoDuration, parse_go_duration};
 pub use policy::{
     CredentialCount, CredentialPolicy, CredentialPolicySpec, CredentialPolicyStatus,
     CredentialSpec, HashingSpec, MailTemplate, PasswordRules, RateLimitSpec, RecoveryMode,
-    RecoverySpec, RouteStatus, SelfServiceRecovery, TemporaryPasswordSpec,
+    RecoverySpec, RecoveryStatus, RouteStatus, SelfServiceRecovery, TemporaryPasswordSpec,
 };
 
 use kube::CustomResourceExt;

@@ -317,6 +317,29 @@ pub struct CredentialPolicyStatus {
     /// Members in the realm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<i64>,
+    /// Recovery tickets and their mail in this realm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
+}
+
+/// Recovery tickets and mail delivery, counted from the store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    /// Temporary passwords that can still be used.
+    pub live_tickets: i64,
+    /// Temporary passwords issued (kept until purged).
+    pub issued: i64,
+    /// Used to log in.
+    pub used: i64,
+    /// Expired unused.
+    pub expired: i64,
+    /// Mails waiting for delivery (or a retry).
+    pub mail_pending: i64,
+    /// Mails delivered.
+    pub mail_delivered: i64,
+    /// Mails given up on after repeated failures.
+    pub mail_failed: i64,
 }
 
 /// Where verifications for one purpose go right now.

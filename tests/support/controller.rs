@@ -37,7 +37,14 @@ pub fn start(
             "--lease-namespace",
             namespace,
         ])
-        .args(["--identity", identity, "--lease-seconds", "4"])
+        .args([
+            "--identity",
+            identity,
+            "--lease-seconds",
+            "4",
+            "--progress-interval",
+            "100ms",
+        ])
         .arg("--health-addr")
         .arg(format!("127.0.0.1:{port}"))
         .env("KUBECONFIG", &super::kube::api_server().kubeconfig)
