@@ -3,6 +3,7 @@
 //! the RADIUS / mail / FTP servers call it as authenticated channels.
 
 mod auth;
+pub mod cluster;
 
 pub use auth::{Caller, Tokens};
 
@@ -57,7 +58,8 @@ pub struct Api {
     pub store: Store,
     pub hasher: HashPool,
     pub sealer: Option<Sealer>,
-    pub realms: Vec<Realm>,
+    /// The realms it answers for; replaced as the cluster's resources change.
+    pub realms: tokio::sync::RwLock<Vec<Realm>>,
     pub tokens: Tokens,
     pub throttle: Throttle,
     /// A real argon2id hash to verify against when there is no account, so
@@ -94,7 +96,7 @@ impl Api {
             store,
             hasher,
             sealer,
-            realms,
+            realms: tokio::sync::RwLock::new(realms),
             tokens,
             throttle,
             dummy_hash,
@@ -110,7 +112,14 @@ impl Api {
     }
 
     async fn realm(&self, name: &str) -> Result<Option<Realm>, EngineError> {
-        match self.realms.iter().find(|r| r.policy.realm == name) {
+        let found = self
+            .realms
+            .read()
+            .await
+            .iter()
+            .find(|r| r.policy.realm == name)
+            .cloned();
+        match found {
             Some(r) => Ok(Some(r.with_progress(&self.store).await?)),
             None => Ok(None),
         }

@@ -20,8 +20,21 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// CredentialPolicy / CredentialCutover manifests (files or directories).
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        num_args = 1..,
+        required_unless_present = "from_cluster",
+        conflicts_with = "from_cluster"
+    )]
     pub paths: Vec<PathBuf>,
+    /// Read the policies and cutovers from the cluster (KUBECONFIG or the
+    /// in-cluster service account) instead, refreshed every few seconds.
+    #[arg(long, env = "CREDSHIFT_FROM_CLUSTER")]
+    pub from_cluster: bool,
+    /// With --from-cluster: only this namespace.
+    #[arg(long, env = "CREDSHIFT_WATCH_NAMESPACE", requires = "from_cluster")]
+    pub namespace: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "CREDSHIFT_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
@@ -54,22 +67,36 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
-    let manifests = crate::files::load(&args.paths).map_err(|e| {
-        Failure(
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
+    let client = if args.from_cluster {
+        Some(
+            kube::Client::try_default()
+                .await
+                .map_err(|e| Failure(format!("cannot reach the Kubernetes API server: {e}")))?,
         )
-    })?;
-    let model = manifests.model().map_err(|e| {
-        Failure(
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    } else {
+        None
+    };
+    let realms = match &client {
+        Some(client) => crate::api::cluster::load(client, args.namespace.as_deref())
+            .await
+            .map_err(|e| Failure(format!("cannot read the policies from the cluster: {e}")))?,
+        None => {
+            let lines = |e: Vec<crate::files::InputError>| {
+                Failure(
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            };
+            crate::files::load(&args.paths)
+                .map_err(lines)?
+                .model()
+                .map_err(lines)?
+                .realms
+        }
+    };
+    let model = crate::files::Model { realms };
     let tokens = Tokens::load(&args.tokens).map_err(Failure)?;
     let sealer = Sealer::from_env().map_err(Failure)?;
     let self_service = model.realms.iter().any(|r| {
@@ -105,6 +132,14 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
     )
     .await
     .map_err(Failure)?;
+    if let Some(client) = client {
+        tokio::spawn(crate::api::cluster::follow(
+            api.clone(),
+            client,
+            args.namespace.clone(),
+            Duration::from_secs(5),
+        ));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let (Some(transport), Some(sealer)) = (transport, sealer) {
         let (store, realms, mut stop) = (store.clone(), model.realms.clone(), stop_rx.clone());
