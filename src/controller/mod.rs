@@ -190,16 +190,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             (true, false) => {
                 info!(%identity, "became leader; starting reconcilers");
                 readiness.synced.store(false, Ordering::Relaxed);
-                reconcilers = Some(tokio::spawn(reconcile_all(
-                    client.clone(),
-                    store.clone(),
-                    metrics.clone(),
-                    args.namespace.clone(),
-                    identity.clone(),
-                    readiness.clone(),
-                    delivery.clone(),
-                    args.progress_interval,
-                )));
+                reconcilers = Some(tokio::spawn(reconcile_all(Leader {
+                    client: client.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    namespace: args.namespace.clone(),
+                    identity: identity.clone(),
+                    readiness: readiness.clone(),
+                    delivery: delivery.clone(),
+                    progress_interval: args.progress_interval,
+                })));
             }
             (false, true) => {
                 warn!(%identity, "lost leadership; stopping reconcilers");
@@ -260,7 +260,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs both controllers until aborted (on loss of leadership or shutdown).
-async fn reconcile_all(
+/// What the leader's tasks need.
+struct Leader {
     client: Client,
     store: Store,
     metrics: Metrics,
@@ -269,7 +270,19 @@ async fn reconcile_all(
     readiness: health::Readiness,
     delivery: Option<(crate::engine::outbox::Transport, crate::hashing::Sealer)>,
     progress_interval: Duration,
-) {
+}
+
+async fn reconcile_all(leader: Leader) {
+    let Leader {
+        client,
+        store,
+        metrics,
+        namespace,
+        identity,
+        readiness,
+        delivery,
+        progress_interval,
+    } = leader;
     let (policies_api, cutovers_api): (Api<CredentialPolicy>, Api<CredentialCutover>) =
         match &namespace {
             Some(ns) => (
