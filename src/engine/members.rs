@@ -173,6 +173,58 @@ impl Realm {
         }))
     }
 
+    /// During a cutover: writes that give the account every other target of
+    /// the purpose's cutover, copied from the source if missing, so a change
+    /// or reset of one target leaves the old password on the others.
+    pub(crate) fn materialise_writes(&self, resolved: &Resolved) -> Vec<CredentialWrite> {
+        let Route::DualRead {
+            source, cutover, ..
+        } = &resolved.route
+        else {
+            return Vec::new();
+        };
+        let Some((c, _)) = self.cutovers.iter().find(|(c, _)| &c.name == cutover) else {
+            return Vec::new();
+        };
+        c.into
+            .iter()
+            .filter(|t| **t != resolved.governing)
+            .map(|other| CredentialWrite {
+                name: other.clone(),
+                hash: String::new(),
+                expected: Expected::Absent,
+                via: format!("cutover:{}", cutover.rsplit('/').next().unwrap_or(cutover)),
+                must_change: false,
+                action: "credential.materialise",
+                kind: WriteKind::CopyIfMissing {
+                    source: source.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Hashes a new secret for `credential` with that credential's parameters.
+    pub(crate) async fn hash_for(
+        &self,
+        hasher: &HashPool,
+        account: &Account,
+        credential: &str,
+        secret: Secret,
+    ) -> Result<String, EngineError> {
+        let params = self
+            .rules(credential)
+            .map(|r| r.hashing)
+            .unwrap_or_default();
+        hasher
+            .hash(secret, params)
+            .await
+            .map_err(|source| EngineError::Hash {
+                login_id: account.login_id.clone(),
+                credential: credential.to_owned(),
+                source,
+            })
+    }
+
     fn rules(&self, credential: &str) -> Option<&CredentialRules> {
         self.policy.credentials.get(credential)
     }
@@ -329,38 +381,8 @@ impl Realm {
         {
             return Ok(Err(refusal));
         }
-        let rules_params = self
-            .rules(&governing)
-            .map(|r| r.hashing)
-            .unwrap_or_default();
-        let hash = hasher
-            .hash(new, rules_params)
-            .await
-            .map_err(|source| EngineError::Hash {
-                login_id: account.login_id.clone(),
-                credential: governing.clone(),
-                source,
-            })?;
-        let mut writes = Vec::new();
-        if let Route::DualRead {
-            source, cutover, ..
-        } = &resolved.route
-            && let Some((c, _)) = self.cutovers.iter().find(|(c, _)| &c.name == cutover)
-        {
-            for other in c.into.iter().filter(|t| **t != governing) {
-                writes.push(CredentialWrite {
-                    name: other.clone(),
-                    hash: String::new(),
-                    expected: Expected::Absent,
-                    via: format!("cutover:{}", cutover.rsplit('/').next().unwrap_or(cutover)),
-                    must_change: false,
-                    action: "credential.materialise",
-                    kind: WriteKind::CopyIfMissing {
-                        source: source.clone(),
-                    },
-                });
-            }
-        }
+        let hash = self.hash_for(hasher, account, &governing, new).await?;
+        let mut writes = self.materialise_writes(&resolved);
         let expected = match store.credential(account.id, &governing).await? {
             Some(c) => Expected::Version(c.version),
             None => Expected::Absent,

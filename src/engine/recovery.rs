@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::EngineError;
 use super::members::{Realm, Resolved};
 use super::model::{Recovery, SelfService};
-use super::routing::Route;
 use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
 use crate::store::{Account, CredentialWrite, Expected, NewTicket, Store, WriteKind};
 
@@ -142,20 +141,9 @@ impl Realm {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let temp = temporary_password(&settings.alphabet, settings.temp_length);
-        let params = self
-            .policy
-            .credentials
-            .get(&resolved.governing)
-            .map(|r| r.hashing)
-            .unwrap_or_default();
-        let hash = hasher
-            .hash(temp.clone(), params)
-            .await
-            .map_err(|source| EngineError::Hash {
-                login_id: account.login_id.clone(),
-                credential: resolved.governing.clone(),
-                source,
-            })?;
+        let hash = self
+            .hash_for(hasher, account, &resolved.governing, temp.clone())
+            .await?;
         let expires_at = now + settings.ttl;
         let payload = MailPayload {
             login_id: account.login_id.clone(),
@@ -187,26 +175,7 @@ impl Realm {
         via: &str,
         expected: Expected,
     ) -> Vec<CredentialWrite> {
-        let mut writes = Vec::new();
-        if let Route::DualRead {
-            source, cutover, ..
-        } = &resolved.route
-            && let Some((c, _)) = self.cutovers.iter().find(|(c, _)| &c.name == cutover)
-        {
-            for other in c.into.iter().filter(|t| **t != resolved.governing) {
-                writes.push(CredentialWrite {
-                    name: other.clone(),
-                    hash: String::new(),
-                    expected: Expected::Absent,
-                    via: format!("cutover:{}", cutover.rsplit('/').next().unwrap_or(cutover)),
-                    must_change: false,
-                    action: "credential.materialise",
-                    kind: WriteKind::CopyIfMissing {
-                        source: source.clone(),
-                    },
-                });
-            }
-        }
+        let mut writes = self.materialise_writes(resolved);
         writes.push(CredentialWrite {
             name: resolved.governing.clone(),
             hash,
@@ -271,20 +240,9 @@ impl Realm {
         }
         let alphabet: Vec<char> = HELPDESK_ALPHABET.chars().collect();
         let temp = temporary_password(&alphabet, HELPDESK_LENGTH);
-        let params = self
-            .policy
-            .credentials
-            .get(&resolved.governing)
-            .map(|r| r.hashing)
-            .unwrap_or_default();
-        let hash = hasher
-            .hash(temp.clone(), params)
-            .await
-            .map_err(|source| EngineError::Hash {
-                login_id: account.login_id.clone(),
-                credential: resolved.governing.clone(),
-                source,
-            })?;
+        let hash = self
+            .hash_for(hasher, account, &resolved.governing, temp.clone())
+            .await?;
         let writes = self.reset_writes(&resolved, hash, "helpdesk", Expected::Any);
         store.write_credentials(account, &writes, now).await?;
         Ok(Some(Ok(temp)))
