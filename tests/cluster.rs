@@ -798,3 +798,40 @@ async fn the_controller_recovers_when_the_store_comes_back() {
     );
     ctl.wait_ready(Duration::from_secs(30));
 }
+
+/// SIGTERM: the controller stops cleanly and hands the lease back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_releases_the_lease() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 1).await;
+    let mut ctl = controller::start(&ns, &url, "ctl-term", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lease_holder(&ns) != "ctl-term" {
+        assert!(Instant::now() < deadline, "lease taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = ctl.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = ctl.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "exits within 10 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log_text());
+    assert_eq!(
+        lease_holder(&ns),
+        "",
+        "the lease is released, not left to expire"
+    );
+}

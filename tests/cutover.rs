@@ -734,3 +734,104 @@ async fn changes_during_backfill(db: TestStore) {
         .expect("exists");
     assert_eq!((cp.done, cp.total), (MEMBERS as i64, MEMBERS as i64));
 }
+
+store_test!(
+    suspend_pauses_at_a_batch_boundary_and_resumes,
+    suspend_and_resume
+);
+/// `suspend: true` pauses the backfill (dual read stays on); `false` resumes
+/// from the checkpoint.
+async fn suspend_and_resume(db: TestStore) {
+    for i in 0..5 {
+        member(&db.store, &format!("ab10000{i}")).await;
+    }
+    let mut realm = wakwak();
+    realm.cutovers[0].0.batch_size = 2;
+    let mut cutover = realm.cutovers[0].0.clone();
+    // One batch, then suspend.
+    let first = advance(&db.store, &realm.policy, &cutover, after, Duration::ZERO)
+        .await
+        .expect("advance");
+    assert_eq!((first.phase, first.batches), (Phase::Running, 1));
+    cutover.suspend = true;
+    let paused = advance(
+        &db.store,
+        &realm.policy,
+        &cutover,
+        after,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert_eq!((paused.phase, paused.batches), (Phase::Suspended, 0));
+    let done_while_paused = paused.checkpoint.expect("checkpoint").done;
+    assert_eq!(done_while_paused, 2, "paused at a batch boundary");
+    cutover.suspend = false;
+    loop {
+        let adv = advance(
+            &db.store,
+            &realm.policy,
+            &cutover,
+            after,
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("advance");
+        if adv.phase != Phase::Running {
+            assert_eq!(adv.phase, Phase::Completed);
+            assert_eq!(adv.checkpoint.expect("checkpoint").done, 5);
+            break;
+        }
+    }
+}
+
+store_test!(
+    overrunning_the_window_is_reported_and_acted_on,
+    window_overrun
+);
+/// `window` is how long the split may take; overrunning it is reported, and
+/// `onWindowExceeded: Suspend` pauses the backfill until a person decides.
+async fn window_overrun(db: TestStore) {
+    for i in 0..4 {
+        member(&db.store, &format!("ab20000{i}")).await;
+    }
+    let mut realm = wakwak();
+    realm.cutovers[0].0.batch_size = 1;
+    realm.cutovers[0].0.window = Duration::from_secs(60);
+    realm.cutovers[0].0.on_window_exceeded = credshift::engine::model::WindowAction::Suspend;
+    let cutover = realm.cutovers[0].0.clone();
+    let start = after();
+    let first = advance(&db.store, &realm.policy, &cutover, || start, Duration::ZERO)
+        .await
+        .expect("advance");
+    assert!(!first.window_exceeded);
+    let late = start + jiff::SignedDuration::from_secs(61);
+    let adv = advance(
+        &db.store,
+        &realm.policy,
+        &cutover,
+        || late,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert!(adv.window_exceeded, "reported");
+    assert_eq!(
+        (adv.phase, adv.batches),
+        (Phase::Suspended, 0),
+        "Suspend pauses"
+    );
+    // Continue: the person switches the action; it goes on, still reporting the overrun.
+    let mut go_on = cutover.clone();
+    go_on.on_window_exceeded = credshift::engine::model::WindowAction::Continue;
+    let adv = advance(
+        &db.store,
+        &realm.policy,
+        &go_on,
+        || late,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert!(adv.window_exceeded && adv.batches > 0);
+}
