@@ -45,6 +45,16 @@ pub struct Throttle {
     pub window: Duration,
     /// Recovery requests one caller may make per `window` (all accounts).
     pub recovery_per_caller: u32,
+    /// Every answer that must not tell an existing account from an unknown
+    /// one (a denied verify or change, every recovery answer) takes at least
+    /// this long, longer than the slowest hash a member may still have
+    /// (an imported sha512-crypt with many rounds, a live recovery ticket).
+    pub min_denial_time: Duration,
+}
+
+/// Waits until `floor` has passed since `started`.
+async fn pad(started: std::time::Instant, floor: Duration) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(started + floor)).await;
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -278,10 +288,19 @@ async fn verify(
     headers: HeaderMap,
     Json(req): Json<VerifyRequest>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    // Decided before the account is looked up, so it tells nothing about it.
+    if !realm.policy.purposes.contains_key(&req.purpose) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unknown_purpose",
+            "no such purpose in the policy",
+        );
+    }
     let password = Secret::new(req.password);
     let now = Timestamp::now();
     let client = req.client.as_deref().unwrap_or(&caller.name);
@@ -295,6 +314,7 @@ async fn verify(
         Ok(hits) if hits >= i64::from(api.throttle.failures) => {
             api.dummy_verify(password).await;
             api.count("verify", "throttled");
+            pad(started, api.throttle.min_denial_time).await;
             return denied();
         }
         Ok(_) => {}
@@ -338,6 +358,7 @@ async fn verify(
                 .rate_limit("verify-fail", &key, window, u32::MAX, now)
                 .await;
             api.count("verify", "denied");
+            pad(started, api.throttle.min_denial_time).await;
             denied()
         }
     }
@@ -359,10 +380,24 @@ async fn change(
     headers: HeaderMap,
     Json(req): Json<ChangeRequest>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    // Which credential a change applies to, and whether this channel may
+    // change it, does not depend on the account: answer before looking it up.
+    let Some(governing) = realm.governing(&req.purpose, Timestamp::now()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unknown_purpose",
+            "no such purpose in the policy",
+        );
+    };
+    if let Err(refusal) = realm.channel_may_change(&governing, &caller.channel) {
+        api.count("change", "refused");
+        return error(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string());
+    }
     let (current, new) = (
         Secret::new(req.current_password),
         Secret::new(req.new_password),
@@ -385,6 +420,7 @@ async fn change(
         Ok(hits) if hits >= i64::from(api.throttle.failures) => {
             api.dummy_verify(current).await;
             api.count("change", "throttled");
+            pad(started, api.throttle.min_denial_time).await;
             return wrong();
         }
         Ok(_) => {}
@@ -395,6 +431,7 @@ async fn change(
         Ok(None) => {
             api.dummy_verify(current).await;
             api.count("change", "denied");
+            pad(started, api.throttle.min_denial_time).await;
             return wrong();
         }
         Err(e) => return internal(e),
@@ -423,6 +460,7 @@ async fn change(
                 .rate_limit("verify-fail", &key, api.throttle.window, u32::MAX, now)
                 .await;
             api.count("change", "denied");
+            pad(started, api.throttle.min_denial_time).await;
             wrong()
         }
         Ok(Err(refusal)) => {
@@ -450,6 +488,7 @@ async fn recovery(
     headers: HeaderMap,
     Json(req): Json<RecoveryRequest>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -497,6 +536,7 @@ async fn recovery(
     {
         Ok(outcome) => {
             api.count("recovery", outcome.name());
+            pad(started, api.throttle.min_denial_time).await;
             reply(StatusCode::ACCEPTED, json!({ "result": "accepted" }))
         }
         Err(e) => internal(e),
@@ -519,7 +559,9 @@ async fn helpdesk_reset(
         Ok(x) => x,
         Err(r) => return r,
     };
-    if caller.channel != "helpdesk" && !caller.administrator {
+    // Resets go through the helpdesk channel only; an administrator token
+    // (still a helpdesk token) may reset any credential, not just Helpdesk ones.
+    if caller.channel != "helpdesk" {
         return error(
             StatusCode::FORBIDDEN,
             "channel_not_allowed",

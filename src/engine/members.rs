@@ -271,6 +271,32 @@ impl Realm {
         Ok(Some(outcome))
     }
 
+    /// The credential a change of `purpose` applies to at `now`. It does not
+    /// depend on the account (only which credential *answers* does), so the
+    /// API can refuse a channel before it looks the account up.
+    pub fn governing(&self, purpose: &str, now: Timestamp) -> Option<String> {
+        let credential = self.policy.purposes.get(purpose)?;
+        Some(match route_for(credential, &self.cutovers, now) {
+            Route::Direct { credential } | Route::DualRead { credential, .. } => credential,
+            Route::Source { source, .. } => source,
+        })
+    }
+
+    /// Whether `channel` may change `credential`.
+    pub fn channel_may_change(&self, credential: &str, channel: &str) -> Result<(), Refusal> {
+        if self
+            .rules(credential)
+            .is_some_and(|r| r.change_via.contains(channel))
+        {
+            Ok(())
+        } else {
+            Err(Refusal::ChannelNotAllowed {
+                credential: credential.to_owned(),
+                channel: channel.to_owned(),
+            })
+        }
+    }
+
     /// Whether `channel` may change the password of `purpose` now, and which credential that is.
     pub fn may_change(&self, resolved: &Resolved, channel: &str) -> Result<(), Refusal> {
         let allowed = self

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod http;
 pub mod kube;
 pub mod postgres;
+pub mod smtp;
 pub mod stores;
 
 use std::path::PathBuf;
