@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
@@ -17,28 +18,52 @@ type etcdServer struct {
 	clientURL string
 	logLevel  zap.AtomicLevel
 	verbose   bool
+	stopOnce  sync.Once
 }
 
-// stop closes etcd. Unless verbose, the errors etcd logs about its own
-// listeners closing are suppressed.
+// stop closes etcd gracefully (its data is consistent afterwards). Unless
+// verbose, the errors etcd logs about its own listeners closing are
+// suppressed. It may be called more than once and concurrently: later calls
+// wait for the first to finish.
 func (s *etcdServer) stop() {
-	if !s.verbose {
-		s.logLevel.SetLevel(zapcore.FatalLevel)
-	}
-	s.e.Close()
+	s.stopOnce.Do(func() {
+		if !s.verbose {
+			s.logLevel.SetLevel(zapcore.FatalLevel)
+		}
+		s.e.Close()
+	})
 }
+
+// etcdPorts are the loopback ports of etcd's client and peer listeners; 0
+// means a free port.
+type etcdPorts struct {
+	Client int `json:"client"`
+	Peer   int `json:"peer"`
+}
+
+// fatalHook runs instead of zap's os.Exit when etcd logs a fatal error (for
+// example an unrepairable WAL); it must not return.
+type fatalHook func()
+
+func (h fatalHook) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) { h() }
 
 // startEtcd starts a single-member etcd on loopback with its data in dir and
-// waits until it serves. It logs (JSON, as etcd does) to logOut: errors only,
-// or everything from info up when verbose.
-func startEtcd(dir string, logOut io.Writer, verbose bool) (*etcdServer, error) {
-	clientPort, err := freePort()
-	if err != nil {
-		return nil, err
+// waits until it serves. If dir already holds etcd data, etcd restarts from
+// it. It logs (JSON, as etcd does) to logOut: errors only, or everything from
+// info up when verbose. onFatal is called (after the entry is logged) when
+// etcd logs a fatal error; it must exit the process.
+func startEtcd(dir string, ports etcdPorts, logOut io.Writer, verbose bool, onFatal func()) (*etcdServer, error) {
+	clientPort, peerPort := ports.Client, ports.Peer
+	var err error
+	if clientPort == 0 {
+		if clientPort, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
-	peerPort, err := freePort()
-	if err != nil {
-		return nil, err
+	if peerPort == 0 {
+		if peerPort, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	clientURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
 	peerURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
@@ -50,7 +75,7 @@ func startEtcd(dir string, logOut io.Writer, verbose bool) (*etcdServer, error) 
 	sink := zapcore.AddSync(logOut)
 	lg := zap.New(
 		zapcore.NewCore(zapcore.NewJSONEncoder(logutil.DefaultZapLoggerConfig.EncoderConfig), sink, level),
-		zap.AddCaller(), zap.ErrorOutput(sink),
+		zap.AddCaller(), zap.ErrorOutput(sink), zap.WithFatalHook(fatalHook(onFatal)),
 	)
 
 	cfg := embed.NewConfig()

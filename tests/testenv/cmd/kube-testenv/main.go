@@ -12,6 +12,11 @@
 // SIGTERM or SIGINT, or (with --watch-stdin) when stdin reaches EOF, and then
 // removes its temporary directory.
 //
+// With --dir DIR --port N --keep-state it is restartable: a later run with the
+// same flags reuses the PKI, kubeconfig, etcd data and etcd ports in DIR, so
+// clients holding the old kubeconfig or ServiceAccount tokens reconnect to the
+// same objects.
+//
 // Layout of the working directory:
 //
 //	kubeconfig          admin kubeconfig, context "credshift-testenv"
@@ -19,13 +24,16 @@
 //	pki/admin.{crt,key} admin client cert (CN=credshift-admin, O=system:masters)
 //	pki/...             other keys and certificates
 //	etcd/               etcd data
+//	etcd-ports.json     etcd client and peer ports (--keep-state only)
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -51,6 +59,7 @@ const (
 type config struct {
 	dir        string
 	keepDir    bool
+	keepState  bool
 	port       int
 	watchStdin bool
 	verbose    bool
@@ -67,6 +76,8 @@ func usage() {
 Starts an in-process etcd and kube-apiserver on 127.0.0.1 and prints
 "READY <kubeconfig>" on stdout when the apiserver is ready. Stops on
 SIGTERM/SIGINT (or stdin EOF with --watch-stdin) and removes its directory.
+With --dir DIR --port N --keep-state, a restart reuses the PKI, kubeconfig
+and etcd data in DIR.
 
 Flags:
 `)
@@ -103,6 +114,7 @@ func run() int {
 	var cfg config
 	flag.StringVar(&cfg.dir, "dir", "", "working directory for PKI, kubeconfig and etcd data, kept on exit (default: a fresh temp dir, removed on exit)")
 	flag.IntVar(&cfg.port, "port", 0, "apiserver secure port on 127.0.0.1 (default: a free port)")
+	flag.BoolVar(&cfg.keepState, "keep-state", false, "with --dir and --port: reuse the PKI, kubeconfig and etcd data (and etcd ports) of an earlier run in --dir instead of regenerating them, so that the server can be restarted")
 	flag.BoolVar(&cfg.watchStdin, "watch-stdin", false, "shut down when stdin reaches EOF, so the server dies with the parent holding the pipe")
 	flag.BoolVar(&cfg.verbose, "v", false, "verbose: log etcd and kube-apiserver info messages to stderr")
 	flag.Usage = usage
@@ -110,6 +122,10 @@ func run() int {
 	cfg.extraArgs = flag.Args()
 	if cfg.port < 0 || cfg.port > 65535 {
 		logf("invalid --port %d", cfg.port)
+		return 2
+	}
+	if cfg.keepState && (cfg.dir == "" || cfg.port == 0) {
+		logf("--keep-state needs --dir DIR and --port N (N > 0): the state is kept in DIR, and the kubeconfig's server URL must not change across restarts")
 		return 2
 	}
 
@@ -181,17 +197,35 @@ func run() int {
 	}
 
 	// kube-apiserver exits through klog on fatal errors (for example when a
-	// post-start hook fails): clean up then too. If a shutdown was requested
-	// the error is a consequence of it: exit 0 without showing held-back logs.
+	// post-start hook fails), etcd through zap: clean up then too. If a
+	// shutdown was requested the error is a consequence of it: exit 0 without
+	// showing held-back logs. With --keep-state, etcd is stopped gracefully
+	// first (unless etcd itself failed).
 	var stopRequested atomic.Bool
-	klog.OsExit = func(code int) {
+	var runningEtcd atomic.Pointer[etcdServer]
+	exitNow := func(code int, stopEtcd bool) {
 		if stopRequested.Load() {
 			code = 0
 		} else {
 			gate.release(true)
 		}
+		if e := runningEtcd.Load(); stopEtcd && cfg.keepState && e != nil {
+			runWithTimeout(e.stop, shutdownTimeout)
+		}
 		cleanup()
 		os.Exit(code)
+	}
+	klog.OsExit = func(code int) { exitNow(code, true) }
+	etcdFatal := func() {
+		if !stopRequested.Load() {
+			gate.release(true)
+			if cfg.keepState {
+				logf("etcd failed (see above); if its data in %s is damaged, delete %s to start over", filepath.Join(cfg.dir, "etcd"), cfg.dir)
+			} else {
+				logf("etcd failed (see above)")
+			}
+		}
+		exitNow(1, false)
 	}
 	abs, err := filepath.Abs(cfg.dir)
 	if err != nil {
@@ -207,9 +241,21 @@ func run() int {
 	}
 
 	start := time.Now()
-	pki, err := writePKI(filepath.Join(cfg.dir, "pki"))
-	if err != nil {
-		return startupFailed("generating certificates: %v", err)
+	var pki *pkiFiles
+	if cfg.keepState {
+		var reused bool
+		pki, reused, err = ensurePKI(filepath.Join(cfg.dir, "pki"))
+		if err != nil {
+			return startupFailed("--keep-state: %v (delete %s to start over, or run without --keep-state)", err, cfg.dir)
+		}
+		if cfg.verbose && reused {
+			logf("reusing the PKI in %s", pki.dir)
+		}
+	} else {
+		pki, err = writePKI(filepath.Join(cfg.dir, "pki"))
+		if err != nil {
+			return startupFailed("generating certificates: %v", err)
+		}
 	}
 
 	// The apiserver listener is created here so that a free port is
@@ -222,22 +268,55 @@ func run() int {
 	server := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 
 	kubeconfigPath := filepath.Join(cfg.dir, "kubeconfig")
-	if err := writeKubeconfig(kubeconfigPath, server, pki); err != nil {
+	if cfg.keepState {
+		wrote, err := ensureKubeconfig(kubeconfigPath, server, pki)
+		if err != nil {
+			_ = ln.Close()
+			return startupFailed("writing kubeconfig: %v", err)
+		}
+		if cfg.verbose && !wrote {
+			logf("reusing %s", kubeconfigPath)
+		}
+	} else if err := writeKubeconfig(kubeconfigPath, server, pki); err != nil {
 		_ = ln.Close()
 		return startupFailed("writing kubeconfig: %v", err)
 	}
 
-	// etcd starts from scratch, also in a reused --dir.
+	// Without --keep-state, etcd starts from scratch, also in a reused --dir.
+	// With it, etcd restarts from the data (if any) on the recorded ports.
 	etcdDir := filepath.Join(cfg.dir, "etcd")
-	if err := os.RemoveAll(etcdDir); err != nil {
-		_ = ln.Close()
-		return startupFailed("%v", err)
+	var ports etcdPorts
+	if cfg.keepState {
+		ports, err = keptEtcdPorts(cfg.dir, func(format string, args ...any) {
+			if cfg.verbose {
+				logf(format, args...)
+			}
+		})
+		if err != nil {
+			_ = ln.Close()
+			return startupFailed("etcd ports: %v", err)
+		}
+	} else {
+		err := os.RemoveAll(etcdDir)
+		if err == nil {
+			if err = os.Remove(filepath.Join(cfg.dir, etcdPortsFile)); errors.Is(err, fs.ErrNotExist) {
+				err = nil
+			}
+		}
+		if err != nil {
+			_ = ln.Close()
+			return startupFailed("%v", err)
+		}
 	}
-	etcd, err := startEtcd(etcdDir, etcdLogOut, cfg.verbose)
+	etcd, err := startEtcd(etcdDir, ports, etcdLogOut, cfg.verbose, etcdFatal)
 	if err != nil {
 		_ = ln.Close()
+		if cfg.keepState {
+			return startupFailed("starting etcd: %v (if the etcd data in %s is damaged, delete %s to start over)", err, etcdDir, cfg.dir)
+		}
 		return startupFailed("starting etcd: %v", err)
 	}
+	runningEtcd.Store(etcd)
 	if cfg.verbose {
 		logf("etcd ready at %s after %v", etcd.clientURL, time.Since(start).Round(time.Millisecond))
 	}
@@ -284,13 +363,17 @@ func run() int {
 		logf("%v", err)
 		return shutdown(stopAll, cleanup, 1)
 	case why := <-stopCh:
-		// Nothing of value exists yet, and cancelling a starting apiserver
-		// only makes it log spurious errors (or exit through klog.Fatal):
-		// just remove the directory and exit.
 		stopRequested.Store(true)
 		if cfg.verbose {
 			logf("%s before ready, exiting", why)
 		}
+		if cfg.keepState {
+			// The kept etcd data must stay consistent: stop gracefully.
+			return shutdown(stopAll, cleanup, 0)
+		}
+		// Nothing of value exists yet, and cancelling a starting apiserver
+		// only makes it log spurious errors (or exit through klog.Fatal):
+		// just remove the directory and exit.
 		cleanup()
 		return 0
 	}
@@ -332,18 +415,27 @@ func run() int {
 // shutdown stops everything, waiting at most shutdownTimeout, then cleans up
 // and returns code.
 func shutdown(stopAll, cleanup func(), code int) int {
-	done := make(chan struct{})
-	go func() {
-		stopAll()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(shutdownTimeout):
+	if !runWithTimeout(stopAll, shutdownTimeout) {
 		logf("graceful shutdown took longer than %v, exiting anyway", shutdownTimeout)
 	}
 	cleanup()
 	return code
+}
+
+// runWithTimeout runs f and waits at most timeout for it to return; it
+// reports whether f returned in time.
+func runWithTimeout(f func(), timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		f()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // freePort returns a currently free TCP port on 127.0.0.1.

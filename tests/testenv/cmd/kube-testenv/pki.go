@@ -41,6 +41,10 @@ type pkiFiles struct {
 const (
 	adminUser  = "credshift-admin"
 	adminGroup = "system:masters"
+
+	// The CA keys are written for completeness; nothing reads them.
+	caKeyFile       = "ca.key"
+	clientCAKeyFile = "client-ca.key"
 )
 
 type keyPair struct {
@@ -136,12 +140,9 @@ func pubPEM(k crypto.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
-// writePKI generates all credentials and writes them into dir.
-func writePKI(dir string) (*pkiFiles, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	p := &pkiFiles{
+// pkiPaths returns the file paths of the PKI in dir (PEM contents unset).
+func pkiPaths(dir string) *pkiFiles {
+	return &pkiFiles{
 		dir:          dir,
 		caCert:       filepath.Join(dir, "ca.crt"),
 		servingCert:  filepath.Join(dir, "apiserver.crt"),
@@ -152,6 +153,14 @@ func writePKI(dir string) (*pkiFiles, error) {
 		saKey:        filepath.Join(dir, "sa.key"),
 		saPub:        filepath.Join(dir, "sa.pub"),
 	}
+}
+
+// writePKI generates all credentials and writes them into dir.
+func writePKI(dir string) (*pkiFiles, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := pkiPaths(dir)
 
 	ca, err := newCA("credshift-testenv-ca")
 	if err != nil {
@@ -223,11 +232,11 @@ func writePKI(dir string) (*pkiFiles, error) {
 		data []byte
 	}{
 		{p.caCert, p.caCertPEM},
-		{filepath.Join(dir, "ca.key"), caKeyPEM},
+		{filepath.Join(dir, caKeyFile), caKeyPEM},
 		{p.servingCert, certPEM(serving.cert)},
 		{p.servingKey, servingKeyPEM},
 		{p.clientCACert, certPEM(clientCA.cert)},
-		{filepath.Join(dir, "client-ca.key"), clientCAKeyPEM},
+		{filepath.Join(dir, clientCAKeyFile), clientCAKeyPEM},
 		{p.adminCert, p.adminCertPEM},
 		{p.adminKey, p.adminKeyPEM},
 		{p.saKey, saKeyPEM},
