@@ -835,3 +835,99 @@ async fn sigterm_shuts_down_gracefully_and_releases_the_lease() {
         "the lease is released, not left to expire"
     );
 }
+
+/// The API server goes away while the controller runs: it keeps running and
+/// picks up changes once the API server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_recovers_when_the_api_server_comes_back() {
+    let mut server = support::kube::Restartable::start_new();
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(server.kubectl().arg("apply").arg("-f").arg(&crds));
+    run(server.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/credentialpolicies.credshift.dev",
+    ]));
+    run(server.kubectl().args(["create", "namespace", "isp"]));
+    let apply_to = |server: &support::kube::Restartable, manifest: &str| {
+        use std::io::Write as _;
+        let mut child = server
+            .kubectl()
+            .args(["apply", "-n", "isp", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(manifest.as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("wait").success());
+    };
+    apply_to(&server, &example("policy.yaml"));
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 2).await;
+    let mut ctl = controller::start_with(&server.kubeconfig, "isp", &url, "ctl-api", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+
+    let kubeconfig = server.kubeconfig.clone();
+    let client = || async {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        kube::Client::try_from(config).expect("client")
+    };
+    let policies: Api<CredentialPolicy> = Api::namespaced(client().await, "isp");
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "Ready before the outage",
+        |p| policy_condition(p, "Ready").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        ctl.child.try_wait().expect("wait").is_none(),
+        "the controller keeps running without the API server"
+    );
+
+    server.start();
+    apply_to(
+        &server,
+        &example("policy.yaml").replace("ftp: ftp", "ftp: mail"),
+    );
+    let policies: Api<CredentialPolicy> = Api::namespaced(client().await, "isp");
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(90),
+        "reconciled after the API server is back",
+        |p| {
+            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                && p.metadata.generation > Some(1)
+        },
+    )
+    .await;
+    assert!(
+        p.status
+            .expect("status")
+            .routing
+            .iter()
+            .any(|r| r.purpose == "ftp" && r.credential == "mail")
+    );
+    assert!(!ctl.log_text().contains("panicked"));
+}

@@ -26,6 +26,23 @@ pub fn start(
     identity: &str,
     log_dir: &std::path::Path,
 ) -> ControllerProcess {
+    start_with(
+        &super::kube::api_server().kubeconfig,
+        namespace,
+        store_url,
+        identity,
+        log_dir,
+    )
+}
+
+/// The same against the API server of `kubeconfig`.
+pub fn start_with(
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    store_url: &str,
+    identity: &str,
+    log_dir: &std::path::Path,
+) -> ControllerProcess {
     let port = free_port();
     let log = log_dir.join(format!("{identity}.log"));
     let file = std::fs::File::create(&log).expect("log file");
@@ -47,7 +64,7 @@ pub fn start(
         ])
         .arg("--health-addr")
         .arg(format!("127.0.0.1:{port}"))
-        .env("KUBECONFIG", &super::kube::api_server().kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("CREDSHIFT_STORE", store_url)
         .env("CREDSHIFT_LOG", "credshift=debug,info")
         .stdout(Stdio::null())

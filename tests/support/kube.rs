@@ -185,3 +185,80 @@ pub fn kubectl_ok(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An API server of one test's own that the test can stop and start again on
+/// the same data (`kube-testenv --keep-state`).
+pub struct Restartable {
+    dir: tempfile::TempDir,
+    port: u16,
+    process: Option<(Child, ChildStdin)>,
+    pub kubeconfig: PathBuf,
+}
+
+impl Restartable {
+    pub fn start_new() -> Restartable {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = super::controller::free_port();
+        let mut server = Restartable {
+            dir,
+            port,
+            process: None,
+            kubeconfig: PathBuf::new(),
+        };
+        server.start();
+        server
+    }
+
+    pub fn start(&mut self) {
+        let bin = super::testenv_dir().join("kube-testenv");
+        let mut child = Command::new(&bin)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--keep-state",
+                "--watch-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kube-testenv");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("READY line");
+        let path = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("no READY: {line:?}"));
+        self.kubeconfig = PathBuf::from(path);
+        let stdin = child.stdin.take().expect("stdin");
+        self.process = Some((child, stdin));
+    }
+
+    /// Stops it (SIGTERM via stdin EOF) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some((mut child, stdin)) = self.process.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(super::testenv_dir().join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
