@@ -931,3 +931,241 @@ async fn the_controller_recovers_when_the_api_server_comes_back() {
     );
     assert!(!ctl.log_text().contains("panicked"));
 }
+
+/// The API in cluster mode issues a ticket; the leader delivers the mail over
+/// real SMTP (retrying after the relay was down, with a
+/// RecoveryDeliveryFailed Event); the policy status counts it; and no
+/// password, temporary password, token or key reaches status, Events, the
+/// controller's log or its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
+    use base64::Engine as _;
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("credshift.db").display());
+    let members = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split/members.csv");
+    let out = std::process::Command::new(support::credshift_bin())
+        .args(["accounts", "import", "--realm", "wakwak", "--store", &url])
+        .arg(&members)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apply(&ns, &example("policy.yaml"));
+    apply(&ns, &example("cutover.yaml"));
+
+    let key = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
+    let token = "portal-token-for-cluster-test-7f3a";
+    let token_sha: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        format!("tokens:\n  - name: portal\n    channel: portal\n    realms: [wakwak]\n    sha256: {token_sha}\n"),
+    )
+    .expect("tokens");
+    // The relay is down at first: the controller is pointed at a port nobody listens on yet.
+    let smtp_port = controller::free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let mut ctl = controller::start_full(
+        &support::kube::api_server().kubeconfig,
+        &ns,
+        &url,
+        "ctl-mail",
+        dir.path(),
+        &["--smtp", &smtp_url],
+        &[("CREDSHIFT_OUTBOX_KEY", &key)],
+    );
+    ctl.wait_ready(Duration::from_secs(60));
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &cutovers,
+        "split-login-2018",
+        Duration::from_secs(60),
+        "the 2018 cutover completed",
+        |c| {
+            c.status.as_ref().and_then(|s| s.phase)
+                == Some(credshift::resources::CutoverPhase::Completed)
+        },
+    )
+    .await;
+
+    let api_port = controller::free_port();
+    let serve_log = dir.path().join("serve.log");
+    let serve = std::process::Command::new(support::credshift_bin())
+        .args([
+            "serve",
+            "--from-cluster",
+            "--namespace",
+            &ns,
+            "--store",
+            &url,
+            "--log",
+            "debug",
+        ])
+        .arg("--tokens")
+        .arg(&tokens)
+        .args(["--listen", &format!("127.0.0.1:{api_port}")])
+        .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
+        .env("CREDSHIFT_OUTBOX_KEY", &key)
+        .stderr(std::fs::File::create(&serve_log).expect("log"))
+        .spawn()
+        .expect("serve");
+    let mut serve = KillOnDrop(serve);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::http::request(api_port, "GET", "/readyz", "", None)
+        .map(|r| r.status)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "serve ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request =
+        serde_json::json!({"realm": "wakwak", "login_id": "ab000001", "purpose": "support-portal"});
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        support::http::post(api_port, "/v1/recovery", token, &request)
+    })
+    .await
+    .expect("post");
+    assert_eq!(status, 202);
+
+    // Delivery fails while the relay is down; ops are told.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = support::kube::kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        if events.contains("RecoveryDeliveryFailed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RecoveryDeliveryFailed Event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The relay comes up; the retry delivers to the base e-mail address.
+    let smtp = support::smtp::SmtpServer::start_on(smtp_port);
+    let mail = tokio::task::spawn_blocking(move || {
+        let mail = smtp.wait_for_mail("taro@wakwak.example.jp", Duration::from_secs(60));
+        (mail, smtp)
+    })
+    .await
+    .expect("mail");
+    let (mail, _smtp) = mail;
+    let temp = mail
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("仮パスワード: "))
+        .expect("temporary password in the mail")
+        .trim()
+        .to_owned();
+    let verify = serde_json::json!({"realm": "wakwak", "login_id": "ab000001", "purpose": "support-portal", "password": temp});
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        support::http::post(api_port, "/v1/verify", token, &verify)
+    })
+    .await
+    .expect("post");
+    assert_eq!(
+        (status, body["must_change"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "recovery counted in status",
+        |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.recovery.as_ref())
+                .is_some_and(|r| r.mail_delivered == 1 && r.issued == 1)
+        },
+    )
+    .await;
+    assert_eq!(
+        p.status.and_then(|s| s.recovery).map(|r| r.mail_failed),
+        Some(0),
+        "retried, not dead-lettered"
+    );
+
+    // Nothing secret anywhere the cluster or ops can see.
+    serve.stop();
+    let cluster_text = support::kube::kubectl_ok(&[
+        "get",
+        "credentialpolicies,credentialcutovers,events",
+        "-n",
+        &ns,
+        "-o",
+        "yaml",
+    ]);
+    let metrics = ctl.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+    let logs = format!(
+        "{}\n{}",
+        ctl.log_text(),
+        std::fs::read_to_string(&serve_log).unwrap_or_default()
+    );
+    for (what, text) in [
+        ("status and Events", &cluster_text),
+        ("metrics", &metrics),
+        ("logs", &logs),
+    ] {
+        for secret in [temp.as_str(), "taro-login-1998", token, key.as_str()] {
+            assert!(!text.contains(secret), "a secret reached the {what}");
+        }
+    }
+    assert!(
+        cluster_text.contains("RecoveryDeliveryFailed"),
+        "the scan saw the Events"
+    );
+    assert!(
+        metrics.contains("credshift_recovery_mails_total"),
+        "the scan saw the metrics"
+    );
+    assert!(
+        logs.contains("recovery mail not delivered"),
+        "the scan saw the logs"
+    );
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut file = std::fs::File::open("/dev/urandom").expect("urandom");
+    std::io::Read::read_exact(&mut file, &mut out).expect("random");
+    out
+}

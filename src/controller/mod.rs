@@ -115,6 +115,8 @@ pub struct Context {
     pub cutovers: Cache<CredentialCutover>,
     /// Wall time one reconcile spends on backfill before writing progress.
     pub progress_interval: Duration,
+    /// Asks for every policy's status to be refreshed (after mail was delivered).
+    pub refresh_policies: futures::channel::mpsc::UnboundedSender<()>,
 }
 
 impl Context {
@@ -298,8 +300,10 @@ async fn reconcile_all(leader: Leader) {
             instance: Some(identity),
         },
     );
+    let (refresh_policies, refresh_requests) = futures::channel::mpsc::unbounded();
     let policy_controller =
-        Controller::new(policies_api, watcher::Config::default().any_semantic());
+        Controller::new(policies_api, watcher::Config::default().any_semantic())
+            .reconcile_all_on(refresh_requests);
     let cutover_controller = Controller::new(
         cutovers_api.clone(),
         watcher::Config::default().any_semantic(),
@@ -312,6 +316,7 @@ async fn reconcile_all(leader: Leader) {
         policies: policy_controller.store(),
         cutovers: cutover_controller.store(),
         progress_interval,
+        refresh_policies,
     });
 
     // A policy's status shows its cutovers; a cutover depends on its policy.

@@ -47,6 +47,10 @@ pub async fn sweep_and_deliver(ctx: Arc<Context>, delivery: Option<(Transport, S
                 .collect();
             match deliver_due(&ctx.store, sealer, transport, &realms, now).await {
                 Ok(report) => {
+                    if report.sent + report.retried + report.dead > 0 {
+                        // Counts in the policies' status change: refresh them now.
+                        let _ = ctx.refresh_policies.unbounded_send(());
+                    }
                     ctx.metrics.mails("sent", report.sent);
                     ctx.metrics.mails("retried", report.retried);
                     ctx.metrics.mails("failed", report.dead);

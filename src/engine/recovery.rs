@@ -249,10 +249,10 @@ impl Realm {
     }
 }
 
-/// Backoff of mail delivery: 30 s doubling per attempt, at most an hour;
-/// dead-lettered after `MAX_ATTEMPTS`.
+/// Backoff of mail delivery after `attempts` failures: 10 s doubling per
+/// attempt, at most an hour; dead-lettered after `MAX_ATTEMPTS`.
 pub fn retry_delay(attempts: i64) -> Duration {
-    let secs = 30u64.saturating_mul(1u64 << attempts.clamp(0, 7));
+    let secs = 10u64.saturating_mul(1u64 << (attempts - 1).clamp(0, 12));
     Duration::from_secs(secs.min(3600))
 }
 
@@ -274,8 +274,8 @@ mod tests {
 
     #[test]
     fn delivery_backoff_grows_and_caps() {
-        assert_eq!(retry_delay(0), Duration::from_secs(30));
-        assert_eq!(retry_delay(1), Duration::from_secs(60));
+        assert_eq!(retry_delay(1), Duration::from_secs(10));
+        assert_eq!(retry_delay(2), Duration::from_secs(20));
         assert_eq!(retry_delay(20), Duration::from_secs(3600));
     }
 }

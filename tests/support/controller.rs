@@ -43,6 +43,27 @@ pub fn start_with(
     identity: &str,
     log_dir: &std::path::Path,
 ) -> ControllerProcess {
+    start_full(
+        kubeconfig,
+        namespace,
+        store_url,
+        identity,
+        log_dir,
+        &[],
+        &[],
+    )
+}
+
+/// The same with extra flags and environment variables.
+pub fn start_full(
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    store_url: &str,
+    identity: &str,
+    log_dir: &std::path::Path,
+    extra_args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> ControllerProcess {
     let port = free_port();
     let log = log_dir.join(format!("{identity}.log"));
     let file = std::fs::File::create(&log).expect("log file");
@@ -64,6 +85,8 @@ pub fn start_with(
         ])
         .arg("--health-addr")
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra_args)
+        .envs(extra_env.iter().copied())
         .env("KUBECONFIG", kubeconfig)
         .env("CREDSHIFT_STORE", store_url)
         .env("CREDSHIFT_LOG", "credshift=debug,info")

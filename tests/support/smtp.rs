@@ -88,9 +88,19 @@ fn install_hint() -> &'static str {
 impl SmtpServer {
     /// Starts a receiver on a free loopback port.
     pub fn start() -> SmtpServer {
+        Self::start_with(None)
+    }
+
+    /// Starts a receiver on `port` (e.g. one a process was told to use
+    /// before anything listened there).
+    pub fn start_on(port: u16) -> SmtpServer {
+        Self::start_with(Some(port))
+    }
+
+    fn start_with(port: Option<u16>) -> SmtpServer {
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(port) {
                 Ok(s) => return s,
                 Err(e) => last_error = e,
             }
@@ -101,13 +111,13 @@ impl SmtpServer {
         );
     }
 
-    fn try_start() -> Result<SmtpServer, String> {
+    fn try_start(port: Option<u16>) -> Result<SmtpServer, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let dir = temp.path().join("mail");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = temp.path().join("smtpd.log");
         let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-        let port = super::controller::free_port();
+        let port = port.unwrap_or_else(super::controller::free_port);
         let mut child = Command::new("python3")
             .arg("-c")
             .arg(SCRIPT)
