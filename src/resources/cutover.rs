@@ -58,7 +58,7 @@ pub struct CredentialCutoverSpec {
 
     /// Accounts per transaction of the backfill (default 1000).
     #[serde(default = "default_batch_size")]
-    #[schemars(range(min = 1, max = 10_000))]
+    #[schemars(extend("format" = "int32"), range(min = 1, max = 10_000))]
     pub batch_size: u32,
 
     /// Pause the backfill at the next batch boundary; `false` resumes.

@@ -91,15 +91,15 @@ pub struct CredentialSpec {
 pub struct HashingSpec {
     /// Memory cost in KiB (default 19456 = 19 MiB).
     #[serde(default = "default_memory_kib", rename = "memoryKiB")]
-    #[schemars(range(min = 1024, max = 4_194_304))]
+    #[schemars(extend("format" = "int32"), range(min = 1024, max = 4_194_304))]
     pub memory_kib: u32,
     /// Number of passes (default 2).
     #[serde(default = "default_iterations")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(extend("format" = "int32"), range(min = 1, max = 100))]
     pub iterations: u32,
     /// Degree of parallelism, lanes (default 1).
     #[serde(default = "default_parallelism")]
-    #[schemars(range(min = 1, max = 64))]
+    #[schemars(extend("format" = "int32"), range(min = 1, max = 64))]
     pub parallelism: u32,
 }
 
@@ -131,11 +131,11 @@ impl Default for HashingSpec {
 pub struct PasswordRules {
     /// Minimum length in characters (default 8).
     #[serde(default = "default_min_length")]
-    #[schemars(range(min = 8, max = 1024))]
+    #[schemars(extend("format" = "int32"), range(min = 8, max = 1024))]
     pub min_length: u32,
     /// Maximum length in characters (default 128; at least 64).
     #[serde(default = "default_max_length")]
-    #[schemars(range(min = 64, max = 4096))]
+    #[schemars(extend("format" = "int32"), range(min = 64, max = 4096))]
     pub max_length: u32,
     /// Refuse a password equal to the login ID (default true).
     #[serde(default = "yes")]
@@ -145,7 +145,7 @@ pub struct PasswordRules {
     pub blocklist: bool,
     /// Refuse the last N passwords of this credential (default 0: off).
     #[serde(default)]
-    #[schemars(range(max = 24))]
+    #[schemars(extend("format" = "int32"), range(max = 24))]
     pub history_depth: u32,
 }
 
@@ -223,7 +223,7 @@ fn default_ttl() -> GoDuration {
 pub struct TemporaryPasswordSpec {
     /// Length in characters (default 16).
     #[serde(default = "default_temp_length")]
-    #[schemars(range(min = 8, max = 128))]
+    #[schemars(extend("format" = "int32"), range(min = 8, max = 128))]
     pub length: u32,
     /// Characters to draw from, each at most once (default: letters and
     /// digits without look-alikes such as 0/O and 1/l/I).
@@ -254,7 +254,7 @@ impl Default for TemporaryPasswordSpec {
 pub struct RateLimitSpec {
     /// Requests allowed per window (default 3).
     #[serde(default = "default_requests")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(extend("format" = "int32"), range(min = 1, max = 1000))]
     pub requests: u32,
     /// The window (default 1h).
     #[serde(default = "default_per")]
