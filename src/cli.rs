@@ -55,6 +55,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
     /// objects (leader election, /healthz, /readyz, /metrics on --health-addr).
     Controller(crate::controller::ControllerArgs),
@@ -155,6 +157,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Plan(args) => files::plan_cmd(args).await,
             Command::Apply(args) => files::apply_cmd(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "credshift", &mut std::io::stdout());
+                Ok(EXIT_OK)
+            }
             Command::Crd => {
                 print!("{}", crate::resources::crds_yaml()?);
                 Ok(EXIT_OK)
