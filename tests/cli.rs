@@ -67,3 +67,41 @@ fn readme_documents_every_environment_variable() {
         "README.md does not document {missing:?}"
     );
 }
+
+/// The shipped Japanese and English recovery mails drop into the example
+/// policy and pass the same checks as any policy.
+#[test]
+fn shipped_mail_templates_are_valid_policy_mail() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policy =
+        std::fs::read_to_string(root.join("examples/2018-split/policy.yaml")).expect("policy");
+    let start = policy
+        .find("          mail:\n")
+        .expect("the example's mail block");
+    let end = policy[start..]
+        .find("    # Connection password")
+        .map(|i| start + i)
+        .expect("end of the mail block");
+    for lang in ["ja", "en"] {
+        let template =
+            std::fs::read_to_string(root.join(format!("examples/mail-templates/{lang}.yaml")))
+                .expect("template");
+        let block: String = template
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("          {l}\n"))
+            .collect();
+        assert!(block.contains("{{temporary_password}}"), "{lang}");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            format!("{}{}{}", &policy[..start], block, &policy[end..]),
+        )
+        .expect("write");
+        let manifests = credshift::files::load(&[dir.path().to_owned()])
+            .unwrap_or_else(|e| panic!("{lang}: {e:?}"));
+        manifests
+            .model()
+            .unwrap_or_else(|e| panic!("{lang}: {e:?}"));
+    }
+}
