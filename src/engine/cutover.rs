@@ -205,9 +205,18 @@ pub async fn advance(
     let clock = Instant::now();
     let mut accounts = 0;
     loop {
+        let batch_clock = Instant::now();
         let batch = store
             .backfill_batch(split, cutover.batch_size, now())
             .await?;
+        // One line per batch transaction, for benchmarks (p99) and debugging.
+        tracing::debug!(
+            cutover = %cutover.name,
+            accounts = batch.accounts,
+            copied = batch.copied,
+            micros = batch_clock.elapsed().as_micros() as u64,
+            "backfill batch committed"
+        );
         if batch.completed {
             out.completed = true;
             out.phase = Phase::Completed;
