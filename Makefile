@@ -23,7 +23,7 @@ testenv:
 
 ## Every test: unit, integration (real API server, PostgreSQL, SQLite), doc tests.
 test: testenv
-	$(CARGO) test --locked
+	$(CARGO) test --locked --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
