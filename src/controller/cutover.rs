@@ -26,6 +26,9 @@ pub async fn reconcile(
     cutover: Arc<CredentialCutover>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if let Some(wait) = ctx.not_synced_yet() {
+        return Ok(wait);
+    }
     let started = Instant::now();
     let result = reconcile_inner(&cutover, &ctx).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
@@ -220,7 +223,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         apply_status(ctx, cutover, &status).await?;
     }
     let note = |what: &str| format!("{what}: {} → {targets}; {}", model.from, progress.summary);
-    if previous.phase.is_none() && phase == CutoverPhase::Scheduled {
+    if previous.phase != Some(CutoverPhase::Scheduled) && phase == CutoverPhase::Scheduled {
         event(
             ctx,
             cutover,

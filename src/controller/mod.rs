@@ -117,6 +117,16 @@ pub struct Context {
     pub progress_interval: Duration,
     /// Asks for every policy's status to be refreshed (after mail was delivered).
     pub refresh_policies: futures::channel::mpsc::UnboundedSender<()>,
+    /// Both watch caches hold their first full list. Until then a reconcile
+    /// waits: a policy missing from a half-filled cache is not "missing".
+    pub synced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Context {
+    /// `Some(requeue)` while the caches are still filling.
+    pub fn not_synced_yet(&self) -> Option<Action> {
+        (!self.synced.load(Ordering::Relaxed)).then(|| Action::requeue(Duration::from_millis(200)))
+    }
 }
 
 impl Context {
@@ -317,6 +327,7 @@ async fn reconcile_all(leader: Leader) {
         cutovers: cutover_controller.store(),
         progress_interval,
         refresh_policies,
+        synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
 
     // A policy's status shows its cutovers; a cutover depends on its policy.
@@ -356,6 +367,7 @@ async fn reconcile_all(leader: Leader) {
         wait_synced(&sync_ctx.policies).await;
         wait_synced(&sync_ctx.cutovers).await;
         info!("watches synced; ready");
+        sync_ctx.synced.store(true, Ordering::Relaxed);
         ready.synced.store(true, Ordering::Relaxed);
     });
 

@@ -25,6 +25,9 @@ pub fn key(namespace: &str, name: &str) -> String {
 }
 
 pub async fn reconcile(policy: Arc<CredentialPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(wait) = ctx.not_synced_yet() {
+        return Ok(wait);
+    }
     let started = Instant::now();
     let result = reconcile_inner(&policy, &ctx).await;
     ctx.metrics.reconciled(KIND, started.elapsed());
