@@ -134,13 +134,7 @@ pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
                         p.eta.map(human),
                     )
                 } else {
-                    (
-                        0,
-                        0,
-                        0,
-                        if now < c.at { "Scheduled" } else { "Running" },
-                        None,
-                    )
+                    (0, 0, 0, if now < c.at { "Scheduled" } else { "Due" }, None)
                 };
             println!(
                 "{:<28} {:<14} {:<26} {:<10} {:>9} {:>9} {:>9} {:>10}",
