@@ -8,6 +8,12 @@ use super::model::{Cutover, MIN_TEMP_PASSWORD_BITS, Policy, Problem, Recovery};
 pub fn validate_policy(policy: &Policy) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (purpose, credential) in &policy.purposes {
+        if let Err(e) = crate::validate::name(purpose) {
+            problems.push(Problem::new(
+                format!("spec.purposes[{purpose:?}]"),
+                format!("purpose name {e}"),
+            ));
+        }
         if !policy.credentials.contains_key(credential) {
             problems.push(Problem::new(
                 format!("spec.purposes.{purpose}"),

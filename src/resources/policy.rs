@@ -51,6 +51,9 @@ pub struct CredentialPolicySpec {
     /// While a cutover that creates a credential has not started, purposes
     /// routed to it resolve to the cutover's source credential.
     #[schemars(extend("maxProperties" = 32))]
+    // Purpose names cannot be bounded in the schema (map keys have no
+    // maxLength, so a CEL rule over them exceeds the cost budget); the
+    // controller and the files driver check them (engine::validate).
     pub purposes: BTreeMap<String, String>,
 }
 

@@ -147,6 +147,22 @@ pub fn install_crds() {
             "CRDs Established: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The API server publishes the new schemas to discovery and OpenAPI a
+        // moment after Established; wait until kubectl sees them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for kind in ["credentialpolicy", "credentialcutover"] {
+            while !kubectl()
+                .args(["explain", kind])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{kind} not in the API server's OpenAPI within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
     });
 }
 
