@@ -128,6 +128,32 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
+/// Why a SQLite file may not open, in words: SQLite itself only says
+/// "unable to open database file" when its directory cannot be written.
+fn sqlite_hint(url: &str) -> String {
+    let Some(file) = sqlite_file(url) else {
+        return String::new();
+    };
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".credshift-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            String::new()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            format!(" (the file system holding {} is read-only)", dir.display())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            format!(" (the file system holding {} is full)", dir.display())
+        }
+        Err(e) => format!(" ({} is not writable: {e})", dir.display()),
+    }
+}
+
 /// SQLite creates the file on first use, like `credshift apply` on a fresh machine expects.
 fn with_sqlite_defaults(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
@@ -194,7 +220,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Connect {
                 backend: backend.name(),
-                url: redact_url(url),
+                url: format!("{}{}", redact_url(url), sqlite_hint(url)),
                 source,
             })?;
         Ok(Store {
