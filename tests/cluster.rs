@@ -1169,3 +1169,95 @@ fn rand_bytes() -> [u8; 32] {
     std::io::Read::read_exact(&mut file, &mut out).expect("random");
     out
 }
+
+/// Two replicas; the leader is killed (-9) in the middle of a cutover: the
+/// standby takes over from the checkpoint and completes it, with every
+/// account split exactly once and nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_cutover_loses_and_repeats_nothing() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = store_with_many_members(dir.path(), 40_000).await;
+    apply(&ns, &example("policy.yaml"));
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6)).to_string();
+    apply(
+        &ns,
+        &future_cutover("split-ha", &at).replace("batchSize: 1000", "batchSize: 10"),
+    );
+    let mut a = controller::start(&ns, &url, "ha-one", dir.path());
+    a.wait_ready(Duration::from_secs(60));
+    let mut b = controller::start(&ns, &url, "ha-two", dir.path());
+    b.wait_ready(Duration::from_secs(60));
+
+    // Wait for real progress, then kill whoever leads.
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    let running = wait_for(
+        &cutovers,
+        "split-ha",
+        Duration::from_secs(60),
+        "partial progress",
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.done > 0 && p.done < p.total)
+        },
+    )
+    .await;
+    let done_at_kill = running
+        .status
+        .and_then(|s| s.progress)
+        .map_or(0, |p| p.done);
+    let leader_name = lease_holder(&ns);
+    let standby_name = if leader_name == a.identity {
+        b.identity.clone()
+    } else {
+        a.identity.clone()
+    };
+    if leader_name == a.identity {
+        a.kill()
+    } else {
+        b.kill()
+    }
+
+    let done = wait_for(
+        &cutovers,
+        "split-ha",
+        Duration::from_secs(120),
+        "completed by the standby",
+        |c| {
+            c.status.as_ref().and_then(|s| s.phase)
+                == Some(credshift::resources::CutoverPhase::Completed)
+        },
+    )
+    .await;
+    assert_eq!(lease_holder(&ns), standby_name);
+    let progress = done.status.and_then(|s| s.progress).expect("progress");
+    assert_eq!(
+        (progress.done, progress.total),
+        (40_000, 40_000),
+        "killed at {done_at_kill}"
+    );
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    for target in ["support", "connection"] {
+        let (n, mismatched): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.hash <> s.hash THEN 1 ELSE 0 END), 0) \
+             FROM credentials t JOIN credentials s ON s.account_id = t.account_id AND s.name = 'login' \
+             WHERE t.name = $1",
+        )
+        .bind(target)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+        assert_eq!(
+            (n, mismatched),
+            (40_000, 0),
+            "{target}: one copy per account, equal to the login hash"
+        );
+    }
+}
