@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Benchmark: `credshift accounts import --realm wakwak FILE` of N generated
+# members (default 1,000,000; login + mail credentials, real argon2id PHC
+# strings) into an empty store, on SQLite and on PostgreSQL. Prints the
+# machine, per-run figures and the medians: rows per second and peak RSS.
+#
+#   bench/import.sh [--quick] [--runs N] [--db sqlite|postgres|both] ...
+#
+# Timed: the whole import process (connect, migrate the empty store, parse,
+# insert in batches of 500, ANALYZE at the end). Not timed: making the file.
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+usage() {
+    echo "usage: bench/import.sh [options]"
+    usage_common
+}
+parse_common "$@"
+check_tools
+init_work
+build_credshift
+case " $DBS " in *" postgres "*) pg_start ;; esac
+machine_description >"$WORK/machine.txt"
+
+N=$ACCOUNTS
+log "making 8 argon2id hashes with credshift accounts set-password"
+make_hashes 8
+log "generating $N members"
+gen_members "$N" "$WORK/members.csv"
+FILE_SIZE=$(du -h "$WORK/members.csv" | cut -f1)
+
+for run in $(seq 1 "$RUNS"); do
+    for db in $DBS; do
+        case $db in
+            sqlite) where="$WORK/import-$run.db"; url="sqlite://$where" ;;
+            postgres) where="import_$run"; pg_sql postgres "CREATE DATABASE $where"; url="$PG_BASE/$where" ;;
+        esac
+        prefix="$WORK/import-$db-$run"
+        sync
+        timed "$prefix" "$BIN" accounts import --store "$url" --realm wakwak "$WORK/members.csv"
+        expected="imported $N, updated 0, unchanged 0, kept as stored 0, failed 0"
+        if [ "$(cat "$prefix.out")" != "$expected" ]; then
+            echo "$db run $run: unexpected summary: $(cat "$prefix.out")" >&2
+            exit 2
+        fi
+        record db="$db" run="$run" rows="$N" wall="$T_WALL" rss_kib="$T_RSS_KIB"
+        log "$db run $run: ${T_WALL}s, peak RSS $((T_RSS_KIB / 1024)) MiB"
+        case $db in
+            sqlite) rm -f "$where" "$where-wal" "$where-shm" ;;
+            postgres) pg_drop "$where" ;;
+        esac
+    done
+done
+
+echo "# credshift import benchmark: $N rows ($FILE_SIZE CSV), $RUNS runs$([ "$QUICK" = 1 ] && echo ' (quick)')"
+echo
+cat "$WORK/machine.txt"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "each row: login_id, base_email, login and mail as real argon2id PHC strings"
+echo "(m=19456,t=2,p=1); default --batch-size 500; empty store each run."
+echo "PostgreSQL with its default settings (fsync, synchronous_commit on)${BENCH_PG_OPTS:+, plus $BENCH_PG_OPTS}."
+echo
+"$PY" "$BENCH_DIR/report.py" import "$WORK/results.jsonl"

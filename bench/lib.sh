@@ -1,0 +1,445 @@
+# shellcheck shell=bash disable=SC2034  # (variables here are used by the scripts that source it)
+# Shared by bench/cutover.sh and bench/import.sh: flags, the release build,
+# the machine description, a throwaway PostgreSQL server, real argon2id
+# hashes, generated member files, and timing with peak RSS.
+#
+# Source it; it sets `set -euo pipefail` and installs an EXIT trap that stops
+# the PostgreSQL server and removes the work directory (BENCH_KEEP=1 keeps it).
+
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+PY=${PYTHON:-python3}
+
+# Nothing from the caller's environment may change what credshift does.
+for v in $(compgen -v CREDSHIFT_ || true); do unset "$v"; done
+unset RUST_LOG DATABASE_URL || true
+
+# ---------------------------------------------------------------- flags
+
+ACCOUNTS=1000000
+RUNS=3
+DBS="sqlite postgres"
+QUICK=0
+PERF=0
+ORDER=scattered
+LOAD_WITH_IMPORT=0
+REALM=wakwak
+
+usage_common() {
+    cat <<EOF
+  --quick          100,000 accounts instead of 1,000,000
+  --accounts N     number of generated accounts
+  --runs N         runs per measurement (median reported; default 3)
+  --db D           sqlite, postgres or both (default both)
+  --bin PATH       use this credshift binary instead of building
+                   (default: cargo build --release --locked)
+  --keep           keep the work directory (also BENCH_KEEP=1)
+  --load-with-import  (cutover.sh, why.sh) make the base database with credshift
+                   accounts import instead of bulk SQL into credshift's schema
+  --order O        member file order: scattered (default: login-ID order unrelated
+                   to file order, so account ids and login IDs do not correlate)
+                   or sorted (file sorted by login ID)
+Environment: BENCH_WORK (parent of the work dir, default /tmp),
+  BENCH_PG_OPTS (extra postgres -c options), PG_BIN (PostgreSQL bin dir).
+EOF
+}
+
+parse_common() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --quick) QUICK=1; ACCOUNTS=100000 ;;
+            --accounts) ACCOUNTS=$2; shift ;;
+            --runs) RUNS=$2; shift ;;
+            --db)
+                case "$2" in
+                    sqlite|postgres) DBS=$2 ;;
+                    both) DBS="sqlite postgres" ;;
+                    *) echo "--db: sqlite, postgres or both" >&2; exit 2 ;;
+                esac
+                shift ;;
+            --bin) CREDSHIFT_BIN=$2; shift ;;
+            --keep) BENCH_KEEP=1 ;;
+            --perf) PERF=1 ;;
+            --load-with-import) LOAD_WITH_IMPORT=1 ;;
+            --order)
+                case "$2" in scattered|sorted) ORDER=$2 ;; *) echo "--order: scattered or sorted" >&2; exit 2 ;; esac
+                shift ;;
+            -h|--help) usage; exit 0 ;;
+            *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+        esac
+        shift
+    done
+}
+
+# ---------------------------------------------------------------- work dir and cleanup
+
+WORK=""
+PG_DIR=""
+PG_RUN_AS=()
+PG_BIN_DIR=""
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    pg_stop
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "${BENCH_KEEP:-0}" = 1 ]; then
+            log "kept $WORK"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit $rc
+}
+
+init_work() {
+    WORK=$(mktemp -d "${BENCH_WORK:-/tmp}/credshift-bench.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    : >"$WORK/results.jsonl"
+    log "work dir $WORK"
+}
+
+# ---------------------------------------------------------------- build
+
+build_credshift() {
+    if [ -n "${CREDSHIFT_BIN:-}" ]; then
+        BIN=$CREDSHIFT_BIN
+    else
+        local target=${CARGO_TARGET_DIR:-$ROOT/target}
+        log "cargo build --release --locked (target dir $target)"
+        (cd "$ROOT" && CARGO_TARGET_DIR=$target cargo build --release --locked --quiet)
+        BIN=$target/release/credshift
+    fi
+    [ -x "$BIN" ] || { echo "no credshift binary at $BIN" >&2; exit 2; }
+}
+
+# ---------------------------------------------------------------- machine
+
+machine_description() {
+    local cpu sqlite_bundled
+    cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+    sqlite_bundled=$(awk '/^name = "libsqlite3-sys"/{getline; print $3}' "$ROOT/Cargo.lock" | tr -d '"')
+    echo "## Machine"
+    echo "date (UTC):   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc:        $(nproc)"
+    echo "CPU:          ${cpu:-unknown}"
+    echo "kernel:       $(uname -sr)"
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (at start; other work on the machine skews the figures)"
+    echo "memory:"
+    free -h | sed 's/^/  /'
+    echo "disk (work):  $(df -h "$WORK" | awk 'NR==2{print $1" "$2" total, "$4" free"}')"
+    echo "credshift:    $("$BIN" --version 2>/dev/null || echo '?') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ', src modified'))"
+    echo "rustc:        $(rustc --version 2>/dev/null || echo '?')"
+    echo "PostgreSQL:   $("${PG_BIN_DIR:-$(pg_bin_dir)}/postgres" --version 2>/dev/null || echo '?')"
+    echo "SQLite:       credshift bundles libsqlite3-sys ${sqlite_bundled:-?}; baseline sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"
+    echo "python:       $("$PY" --version 2>&1)"
+    echo
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_bin_dir() {
+    if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n | tail -1 || true)
+    if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+    d=$(command -v initdb || true)
+    [ -n "$d" ] && dirname "$d"
+}
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts a throwaway server (initdb + pg_ctl in a temp dir on a free loopback
+# port), like tests/support/postgres.rs; as root it runs as `postgres` (or
+# `nobody`). Unlike the tests' server it keeps PostgreSQL's durable defaults
+# (fsync, synchronous_commit, full_page_writes on): commits cost what they
+# cost in production. BENCH_PG_OPTS adds `-c` options.
+pg_start() {
+    PG_BIN_DIR=$(pg_bin_dir)
+    [ -n "$PG_BIN_DIR" ] || { echo "initdb/pg_ctl not found: apt-get install -y postgresql" >&2; exit 2; }
+    PG_DIR=$(mktemp -d "${BENCH_WORK:-/tmp}/credshift-bench-pg.XXXXXX")
+    PG_RUN_AS=()
+    if [ "$(id -u)" = 0 ]; then
+        local user
+        for user in postgres nobody; do
+            if id "$user" >/dev/null 2>&1; then PG_RUN_AS=(runuser -u "$user" --); break; fi
+        done
+        [ ${#PG_RUN_AS[@]} -gt 0 ] || { echo "root, and no postgres/nobody user" >&2; exit 2; }
+        chown -R "${PG_RUN_AS[2]}" "$PG_DIR"
+    fi
+    PG_PORT=$(free_port)
+    "${PG_RUN_AS[@]}" "$PG_BIN_DIR/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 \
+        --no-locale >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; exit 2; }
+    "${PG_RUN_AS[@]}" "$PG_BIN_DIR/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-p $PG_PORT -h 127.0.0.1 -k $PG_DIR ${BENCH_PG_OPTS:-}" start >/dev/null \
+        || { cat "$PG_DIR/server.log" >&2; exit 2; }
+    PG_BASE="postgres://postgres@127.0.0.1:$PG_PORT"
+    log "PostgreSQL on port $PG_PORT ($PG_DIR)"
+}
+
+pg_stop() {
+    if [ -n "$PG_DIR" ] && [ -d "$PG_DIR/data" ]; then
+        "${PG_RUN_AS[@]}" "$PG_BIN_DIR/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$PG_DIR"
+    fi
+    PG_DIR=""
+}
+
+# psql DB SQL... : each -c is its own transaction.
+pg_sql() {
+    local db=$1; shift
+    local args=()
+    for s in "$@"; do args+=(-c "$s"); done
+    psql -X -q -v ON_ERROR_STOP=1 -At -d "$PG_BASE/$db" "${args[@]}"
+}
+
+# A fresh copy of a template database (file copy: no WAL for the copy).
+pg_copy() {
+    local template=$1 name=$2 i
+    for i in 1 2 3 4 5; do
+        if pg_sql postgres "CREATE DATABASE $name TEMPLATE $template STRATEGY FILE_COPY" 2>"$WORK/pgcopy.err"; then
+            return 0
+        fi
+        sleep 2
+    done
+    cat "$WORK/pgcopy.err" >&2
+    exit 2
+}
+
+# WAL written by the whole server between pg_wal_reset and pg_wal_read
+# (pg_stat_wal; one thing runs at a time here): sets PG_WAL_MIB, PG_WAL_FPI
+# (full-page images: pages first touched since the last checkpoint).
+pg_wal_reset() { pg_sql postgres "SELECT pg_stat_reset_shared('wal')" >/dev/null; }
+pg_wal_read() {
+    sleep 1 # let the exited backends' statistics land
+    read -r PG_WAL_MIB PG_WAL_FPI < <(pg_sql postgres \
+        "SELECT round(wal_bytes / 1048576.0, 1) || ' ' || wal_fpi FROM pg_stat_wal")
+}
+
+pg_drop() { pg_sql postgres "DROP DATABASE IF EXISTS $1" >/dev/null; }
+
+# ---------------------------------------------------------------- data
+
+# N real argon2id PHC strings (OWASP defaults m=19456,t=2,p=1), made by
+# credshift itself (`accounts set-password`), with their passwords:
+# $WORK/hashes.tsv holds `password<TAB>hash` lines.
+make_hashes() {
+    local n=$1 db="$WORK/hashes.db" i
+    {
+        echo "login_id,base_email,login"
+        for i in $(seq 1 "$n"); do
+            printf 'hh%07d,h%d@wakwak.example.jp,$1$1gX4bIp9$gPaGv77vYGg2MTJZbL8uD0\n' "$i" "$i"
+        done
+    } >"$WORK/hashes.csv"
+    "$BIN" accounts import --store "sqlite://$db" --realm wakwak "$WORK/hashes.csv" >/dev/null
+    : >"$WORK/hashes.tsv"
+    for i in $(seq 1 "$n"); do
+        local pw="bench-pass-$i-$RANDOM$RANDOM"
+        printf '%s\n' "$pw" | "$BIN" accounts set-password --store "sqlite://$db" --realm wakwak \
+            --credential login "$(printf 'hh%07d' "$i")" >/dev/null
+        local hash
+        hash=$(sqlite3 "$db" "SELECT c.hash FROM credentials c JOIN accounts a ON a.id = c.account_id \
+            WHERE a.login_id = '$(printf 'hh%07d' "$i")' AND c.name = 'login'")
+        case "$hash" in
+            '$argon2id$v=19$m=19456,t=2,p=1$'*) ;;
+            *) echo "unexpected hash from set-password: $hash" >&2; exit 2 ;;
+        esac
+        printf '%s\t%s\n' "$pw" "$hash" >>"$WORK/hashes.tsv"
+    done
+    rm -f "$db" "$db-wal" "$db-shm" "$WORK/hashes.csv"
+}
+
+# gen_members N FILE: the member CSV (login_id,base_email,login,mail).
+gen_members() {
+    "$PY" "$BENCH_DIR/gen_members.py" --accounts "$1" --hashes "$WORK/hashes.tsv" --out "$2" \
+        --order "$ORDER"
+}
+
+# ---------------------------------------------------------------- timing
+
+# timed OUTPREFIX CMD...: runs CMD with stdout/stderr to OUTPREFIX.out/.err;
+# sets T_WALL (seconds, wall clock), T_RSS_KIB (peak RSS of CMD) and
+# T_WRITE_MIB (what CMD itself wrote to storage: SQLite's writes, not a
+# PostgreSQL server's), from GNU time's getrusage. Fails the benchmark if
+# CMD fails.
+timed() {
+    local prefix=$1; shift
+    local t0 t1 rc=0
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%M %O' -o "$prefix.time" "$@" >"$prefix.out" 2>"$prefix.err" || rc=$?
+    t1=$(date +%s%N)
+    if [ $rc -ne 0 ]; then
+        echo "command failed (exit $rc): $*" >&2
+        tail -20 "$prefix.err" >&2
+        exit 2
+    fi
+    T_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    read -r T_RSS_KIB T_WRITE_MIB < <(tail -1 "$prefix.time")
+    T_WRITE_MIB=$(awk -v b="$T_WRITE_MIB" 'BEGIN{printf "%.1f", b*512/1048576}')
+}
+
+# record KEY=VALUE...: one JSON object per line in results.jsonl.
+record() {
+    "$PY" - "$@" >>"$WORK/results.jsonl" <<'EOF'
+import json, sys
+out = {}
+for kv in sys.argv[1:]:
+    k, v = kv.split("=", 1)
+    try:
+        v = float(v) if "." in v else int(v)
+    except ValueError:
+        pass
+    out[k] = v
+print(json.dumps(out))
+EOF
+}
+
+check_tools() {
+    if [ ! -x /usr/bin/time ]; then
+        echo "/usr/bin/time (GNU time) is needed for peak RSS: apt-get install -y time" >&2
+        exit 2
+    fi
+    command -v sqlite3 >/dev/null || { echo "sqlite3 CLI needed: apt-get install -y sqlite3" >&2; exit 2; }
+    case " $DBS " in
+        *" postgres "*) command -v psql >/dev/null \
+            || { echo "psql needed: apt-get install -y postgresql" >&2; exit 2; } ;;
+    esac
+}
+
+# ---------------------------------------------------------------- the cutover data set
+# (cutover.sh, why.sh; N is set by the script)
+
+# The example policy and cutover (batchSize 1000), without the demo members.
+setup_manifests() {
+    mkdir -p "$WORK/manifests"
+    cp "$ROOT/examples/2018-split/policy.yaml" "$ROOT/examples/2018-split/cutover.yaml" "$WORK/manifests/"
+}
+
+BASELINE_SQL_SUPPORT="INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
+SELECT c.account_id, 'support', c.hash, c.set_at, 'baseline', c.must_change, 1 \
+FROM credentials c JOIN accounts a ON a.id = c.account_id WHERE a.realm = '$REALM' AND c.name = 'login'"
+BASELINE_SQL_CONNECTION=${BASELINE_SQL_SUPPORT//\'support\'/\'connection\'}
+
+url_of() { # db name-or-path
+    case "$1" in
+        sqlite) echo "sqlite://$2" ;;
+        postgres) echo "$PG_BASE/$2" ;;
+    esac
+}
+
+count_sql="SELECT (SELECT COUNT(*) FROM credentials WHERE name = 'support') || ' ' || \
+(SELECT COUNT(*) FROM credentials WHERE name = 'connection') || ' ' || \
+(SELECT COUNT(*) FROM credentials WHERE name = 'login')"
+
+counts() { # db where
+    case "$1" in
+        sqlite) sqlite3 "$2" "$count_sql" ;;
+        postgres) pg_sql "$2" "$count_sql" ;;
+    esac
+}
+
+# The base database: credshift's schema (`credshift store migrate`), then the
+# member file bulk-loaded with plain SQL (COPY / .import into a staging table,
+# then INSERT … SELECT in file order, so that account ids follow the file as
+# with `credshift accounts import`; login + mail per member, set via `import`).
+# Bulk SQL keeps the setup short; bench/import.sh measures credshift's import.
+# With --load-with-import the base is made by `credshift accounts import`.
+LOAD_T=1522540800000 # 2018-04-01T00:00:00Z in Unix ms
+load_sql() { # order-column -> the two INSERT statements, ';'-terminated
+    cat <<SQL
+INSERT INTO accounts (realm, login_id, base_email, created_at, updated_at, state)
+SELECT '$REALM', login_id, base_email, $LOAD_T, $LOAD_T, 'active' FROM bench_stage ORDER BY $1;
+INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version)
+SELECT id, name, hash, $LOAD_T, 'import', 0, 1 FROM (
+  SELECT a.id AS id, 'login' AS name, s.login AS hash FROM bench_stage s
+    JOIN accounts a ON a.realm = '$REALM' AND a.login_id = s.login_id
+  UNION ALL
+  SELECT a.id, 'mail', s.mail FROM bench_stage s
+    JOIN accounts a ON a.realm = '$REALM' AND a.login_id = s.login_id) AS c
+ORDER BY id, name;
+SQL
+}
+
+check_base() { # "support connection login" counts
+    [ "$1" = "0 0 $N" ] || { echo "base database: counts $1, expected 0 0 $N" >&2; exit 2; }
+}
+
+load_base() {
+    local db=$1 t0 t1 how="bulk SQL into credshift's schema"
+    [ "$LOAD_WITH_IMPORT" = 1 ] && how="credshift accounts import"
+    log "$db: loading $N members into the base database with $how (not timed)"
+    t0=$(date +%s)
+    case $db in
+        sqlite)
+            BASE_SQLITE="$WORK/base.db"
+            if [ "$LOAD_WITH_IMPORT" = 1 ]; then
+                "$BIN" accounts import --store "sqlite://$BASE_SQLITE" --realm "$REALM" \
+                    "$WORK/members.csv" >/dev/null
+            else
+                "$BIN" store migrate --store "sqlite://$BASE_SQLITE" >/dev/null
+                sqlite3 -bail "$BASE_SQLITE" >/dev/null <<SQL
+PRAGMA foreign_keys = ON;
+CREATE TABLE bench_stage (login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
+.import --csv --skip 1 $WORK/members.csv bench_stage
+BEGIN;
+$(load_sql rowid)
+COMMIT;
+DROP TABLE bench_stage;
+VACUUM;
+ANALYZE;
+SQL
+            fi
+            sqlite3 "$BASE_SQLITE" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+            check_base "$(counts sqlite "$BASE_SQLITE")"
+            ;;
+        postgres)
+            pg_sql postgres "CREATE DATABASE bench_base"
+            if [ "$LOAD_WITH_IMPORT" = 1 ]; then
+                "$BIN" accounts import --store "$PG_BASE/bench_base" --realm "$REALM" \
+                    "$WORK/members.csv" >/dev/null
+            else
+                "$BIN" store migrate --store "$PG_BASE/bench_base" >/dev/null
+                psql -X -q -v ON_ERROR_STOP=1 -d "$PG_BASE/bench_base" >/dev/null <<SQL
+CREATE UNLOGGED TABLE bench_stage (n BIGINT GENERATED ALWAYS AS IDENTITY,
+    login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
+\copy bench_stage (login_id, base_email, login, mail) FROM '$WORK/members.csv' WITH (FORMAT csv, HEADER true)
+BEGIN;
+$(load_sql n)
+COMMIT;
+DROP TABLE bench_stage;
+SQL
+            fi
+            # Settled, as a database in service would be; then closed to
+            # connections so that autovacuum leaves the template alone.
+            pg_sql bench_base "VACUUM (ANALYZE)" "CHECKPOINT"
+            check_base "$(counts postgres bench_base)"
+            pg_sql postgres "ALTER DATABASE bench_base ALLOW_CONNECTIONS false"
+            ;;
+    esac
+    t1=$(date +%s)
+    log "$db: loaded in $((t1 - t0))s"
+    echo "$db: $N members loaded with $how in $((t1 - t0))s" >>"$WORK/loads.txt"
+}
+
+# fresh_copy db tag -> prints the sqlite path or postgres database name
+fresh_copy() {
+    local db=$1 tag=$2
+    case $db in
+        sqlite) cp "$BASE_SQLITE" "$WORK/$tag.db"; echo "$WORK/$tag.db" ;;
+        postgres) pg_copy bench_base "$tag"; echo "$tag" ;;
+    esac
+}
+
+drop_copy() {
+    case $1 in
+        sqlite) rm -f "$2" "$2-wal" "$2-shm" ;;
+        postgres) pg_drop "$2" ;;
+    esac
+}

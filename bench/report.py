@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Numbers for the benchmark scripts (stdlib only).
+
+  report.py batches LOG            per-batch stats from a `credshift apply
+                                   --log credshift=debug` log (JSON or text),
+                                   as KEY=VALUE words for lib.sh's `record`
+  report.py cutover RESULTS.jsonl  the cutover table (medians, ratio, targets)
+  report.py import RESULTS.jsonl   the import table
+"""
+
+import json
+import math
+import re
+import statistics
+import sys
+
+TARGET_RATIO = 1.5
+TARGET_RSS_MIB = 64
+TARGET_P99_MS = 250
+
+TEXT_MICROS = re.compile(r"backfill batch committed.*?\bmicros=(\d+)")
+TEXT_ACCOUNTS = re.compile(r"\baccounts=(\d+)")
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[k - 1]
+
+
+def batches(path):
+    micros, accounts = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if "backfill batch committed" not in line:
+                continue
+            line = line.strip()
+            if line.startswith("{"):
+                ev = json.loads(line)
+                fields = ev.get("fields", ev)
+                micros.append(int(fields["micros"]))
+                accounts += int(fields.get("accounts", 0))
+            else:
+                m = TEXT_MICROS.search(line)
+                if m:
+                    micros.append(int(m.group(1)))
+                    a = TEXT_ACCOUNTS.search(line)
+                    accounts += int(a.group(1)) if a else 0
+    if not micros:
+        print(f"{path}: no 'backfill batch committed' lines (is the log at credshift=debug?)",
+              file=sys.stderr)
+        sys.exit(2)
+    s = sorted(micros)
+    words = {
+        "batches": len(s),
+        "batch_accounts": accounts,
+        "p50_ms": f"{percentile(s, 50) / 1000:.3f}",
+        "p90_ms": f"{percentile(s, 90) / 1000:.3f}",
+        "p99_ms": f"{percentile(s, 99) / 1000:.3f}",
+        "max_ms": f"{s[-1] / 1000:.3f}",
+        "first_ms": f"{micros[0] / 1000:.3f}",
+        "sum_batches_s": f"{sum(s) / 1e6:.3f}",
+    }
+    print(" ".join(f"{k}={v}" for k, v in words.items()))
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def written(b, c):
+    """SQLite: what the two processes wrote to storage; PostgreSQL: the WAL
+    the server wrote during each (pg_stat_wal)."""
+    if "written_mib" not in c:
+        return "-"
+    return f"{b['written_mib']:.0f}/{c['written_mib']:.0f}"
+
+
+def cutover(path):
+    rows = load(path)
+    dbs = [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]
+    print("## Per run (wall seconds; RSS MiB; batch times ms)")
+    print(f"{'db':<9} {'run':>3} {'order':<8} {'accounts':>9} {'baseline s':>10} {'credshift s':>11} "
+          f"{'ratio':>6} {'RSS MiB':>8} {'batches':>7} {'p50':>8} {'p99':>8} {'max':>8} "
+          f"{'Σbatch s':>9} {'other s':>8} {'written MiB b/c':>16}")
+    for db in dbs:
+        for run in sorted({r["run"] for r in rows if r["db"] == db}):
+            b = next(r for r in rows if r["db"] == db and r["run"] == run and r["kind"] == "baseline")
+            c = next(r for r in rows if r["db"] == db and r["run"] == run and r["kind"] == "credshift")
+            print(f"{db:<9} {run:>3} {c['order']:<8} {c['accounts']:>9} {b['wall']:>10.2f} "
+                  f"{c['wall']:>11.2f} {c['wall'] / b['wall']:>6.2f} {c['rss_kib'] / 1024:>8.1f} "
+                  f"{c['batches']:>7} {c['p50_ms']:>8.1f} {c['p99_ms']:>8.1f} {c['max_ms']:>8.1f} "
+                  f"{c['sum_batches_s']:>9.2f} {c['wall'] - c['sum_batches_s']:>8.2f} "
+                  f"{written(b, c):>16}")
+    print()
+    print("## Medians")
+    print(f"{'db':<9} {'accounts':>9} {'runs':>4} {'baseline s':>10} {'credshift s':>11} "
+          f"{'ratio':>6} {'(≤1.5)':<7} {'RSS MiB':>8} {'(≤64)':<7} {'p99 ms':>7} {'(≤250)':<7} "
+          f"{'accounts/s':>10}")
+    for db in dbs:
+        runs = sorted({r["run"] for r in rows if r["db"] == db})
+        pairs = []
+        for run in runs:
+            b = next(r for r in rows if r["db"] == db and r["run"] == run and r["kind"] == "baseline")
+            c = next(r for r in rows if r["db"] == db and r["run"] == run and r["kind"] == "credshift")
+            pairs.append((b, c))
+        base = med([b["wall"] for b, _ in pairs])
+        cred = med([c["wall"] for _, c in pairs])
+        ratio = med([c["wall"] / b["wall"] for b, c in pairs])
+        rss = med([c["rss_kib"] / 1024 for _, c in pairs])
+        p99 = med([c["p99_ms"] for _, c in pairs])
+        n = pairs[0][1]["accounts"]
+        print(f"{db:<9} {n:>9} {len(pairs):>4} {base:>10.2f} {cred:>11.2f} {ratio:>6.2f} "
+              f"{verdict(ratio <= TARGET_RATIO):<7} {rss:>8.1f} {verdict(rss <= TARGET_RSS_MIB):<7} "
+              f"{p99:>7.1f} {verdict(p99 <= TARGET_P99_MS):<7} {n / cred:>10.0f}")
+    print()
+    print("ratio = median over runs of credshift/baseline, each pair on fresh copies of the same")
+    print("data in the same run; 'other s' = credshift wall minus the sum of its batch")
+    print("transactions (process start, migrations check, ANALYZE, counting, status output);")
+    print("'written MiB b/c' = baseline / credshift: on SQLite what the process wrote to storage,")
+    print("on PostgreSQL the WAL the server wrote (pg_stat_wal).")
+
+
+def imports(path):
+    rows = load(path)
+    dbs = [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]
+    print("## Per run")
+    print(f"{'db':<9} {'run':>3} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'RSS MiB':>8}")
+    for r in rows:
+        print(f"{r['db']:<9} {r['run']:>3} {r['rows']:>9} {r['wall']:>8.2f} "
+              f"{r['rows'] / r['wall']:>9.0f} {r['rss_kib'] / 1024:>8.1f}")
+    print()
+    print("## Medians")
+    print(f"{'db':<9} {'rows':>9} {'runs':>4} {'wall s':>8} {'rows/s':>9} {'RSS MiB':>8} {'max RSS':>8}")
+    for db in dbs:
+        rs = [r for r in rows if r["db"] == db]
+        wall = med([r["wall"] for r in rs])
+        print(f"{db:<9} {rs[0]['rows']:>9} {len(rs):>4} {wall:>8.2f} {rs[0]['rows'] / wall:>9.0f} "
+              f"{med([r['rss_kib'] / 1024 for r in rs]):>8.1f} "
+              f"{max(r['rss_kib'] / 1024 for r in rs):>8.1f}")
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    cmd, path = sys.argv[1], sys.argv[2]
+    {"batches": batches, "cutover": cutover, "import": imports}[cmd](path)
+
+
+if __name__ == "__main__":
+    main()
