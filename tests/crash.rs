@@ -168,7 +168,7 @@ fn splitmix(seed: u64) -> u64 {
 }
 
 /// The state between two runs is one a sequence of whole batches leaves:
-/// up to the cursor every account holds both targets (and `done` counts
+/// up to the cursor (an account id) every account holds both targets (and `done` counts
 /// exactly those accounts), after it the backfill wrote nothing.
 /// `imported` is how many credentials the test itself wrote (set via `test`):
 /// the backfill never replaces one.
@@ -181,13 +181,14 @@ async fn assert_whole_batches(
     let checkpoint = store.checkpoint(CUTOVER).await.expect("checkpoint");
     let cursor = checkpoint
         .as_ref()
-        .and_then(|c| c.cursor.clone())
-        .unwrap_or_default();
+        .and_then(|c| c.cursor)
+        .unwrap_or(0)
+        .to_string();
     let done = checkpoint.as_ref().map_or(0, |c| c.done);
     let after = count(
         conn,
         "SELECT COUNT(*) FROM credentials c JOIN accounts a ON a.id = c.account_id \
-         WHERE a.realm = $1 AND c.set_via = $2 AND a.login_id > $3",
+         WHERE a.realm = $1 AND c.set_via = $2 AND a.id > CAST($3 AS BIGINT)",
         &[REALM, CUTOVER_VIA, &cursor],
     )
     .await;
@@ -197,7 +198,7 @@ async fn assert_whole_batches(
     );
     let half = count(
         conn,
-        "SELECT COUNT(*) FROM accounts a WHERE a.realm = $1 AND a.login_id <= $2 AND ( \
+        "SELECT COUNT(*) FROM accounts a WHERE a.realm = $1 AND a.id <= CAST($2 AS BIGINT) AND ( \
          NOT EXISTS (SELECT 1 FROM credentials c WHERE c.account_id = a.id AND c.name = 'support') OR \
          NOT EXISTS (SELECT 1 FROM credentials c WHERE c.account_id = a.id AND c.name = 'connection'))",
         &[REALM, &cursor],
@@ -210,7 +211,7 @@ async fn assert_whole_batches(
     let covered = count(
         conn,
         "SELECT COUNT(*) FROM accounts a JOIN credentials l ON l.account_id = a.id AND l.name = 'login' \
-         WHERE a.realm = $1 AND a.login_id <= $2",
+         WHERE a.realm = $1 AND a.id <= CAST($2 AS BIGINT)",
         &[REALM, &cursor],
     )
     .await;
@@ -252,13 +253,12 @@ async fn kill_9(db: TestStore) {
     const TRIALS: u64 = 12;
     let started = Instant::now();
     let backend = db.store.backend();
-    // Sized so that a kill after 20-400 ms lands mid-run on each database:
-    // here SQLite backfills some 50 accounts/ms in batches of 50.
+    // Sized so that twelve runs of up to 20 ms of backfill each do not
+    // finish it: SQLite backfills up to some 150 accounts/ms in batches of
+    // 50 here, PostgreSQL (without fsync, as in the tests) some 20.
     let accounts: usize = match backend {
-        Backend::Sqlite => 200_000,
-        // Refreshed statistics made the PostgreSQL backfill fast too
-        // (about 10 accounts/ms here): 15,000 finished before most kills.
-        Backend::Postgres => 80_000,
+        Backend::Sqlite => 60_000,
+        Backend::Postgres => 20_000,
     };
     let dir = manifests(50);
     // Every 1000th account already holds its own support password.
@@ -275,18 +275,40 @@ async fn kill_9(db: TestStore) {
     let mut interrupted = 0;
     let mut dones = Vec::new();
     for trial in 0..TRIALS {
-        let delay = Duration::from_millis(20 + splitmix(trial) % 381);
-        let mut cmd = credshift(&db.url);
-        cmd.arg("apply")
+        // The kill lands 0-20 ms after this run's first committed batch, so
+        // it interrupts a running backfill however slow the process is to
+        // start on a loaded machine (a fixed delay from spawn did not).
+        let delay = Duration::from_millis(splitmix(trial) % 21);
+        let mut child = credshift(&db.url)
+            .arg("apply")
             .arg("-f")
             .arg(dir.path())
             .args(["--store", &db.url])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = db
+                .store
+                .checkpoint(CUTOVER)
+                .await
+                .expect("checkpoint")
+                .map_or(0, |c| c.done);
+            if done > last_done || child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no batch committed within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(delay).await;
         let status = tokio::task::spawn_blocking(move || {
-            let mut child = cmd.spawn().expect("spawn apply");
-            std::thread::sleep(delay);
-            child.kill().expect("SIGKILL");
+            // An error here means it already exited: `wait` tells how.
+            let _ = child.kill();
             child.wait().expect("wait")
         })
         .await

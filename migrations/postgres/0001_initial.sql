@@ -90,7 +90,7 @@ CREATE TABLE cutover_checkpoints (
     targets       TEXT   NOT NULL,
     at            BIGINT NOT NULL,
     phase         TEXT   NOT NULL CHECK (phase IN ('running', 'completed', 'retired')),
-    cursor        TEXT,
+    cursor        BIGINT,
     done          BIGINT NOT NULL DEFAULT 0,
     total         BIGINT NOT NULL DEFAULT 0,
     started_at    BIGINT NOT NULL,

@@ -197,7 +197,7 @@ pub async fn advance(
         return Ok(out);
     }
     if out.checkpoint.is_none() {
-        // Fresh statistics first: the batch query must walk the login-ID index.
+        // Fresh statistics first: the batch queries must walk the credentials key.
         store.analyze().await?;
         out.checkpoint = Some(store.start_cutover(split, cutover.at, t).await?);
         out.started = true;

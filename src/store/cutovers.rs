@@ -62,7 +62,7 @@ impl Store {
     }
 
     /// Refreshes the planner's statistics after bulk changes, so that batch
-    /// queries use the login-ID index instead of sorting the realm.
+    /// queries walk the credentials key instead of sorting the realm.
     pub async fn analyze(&self) -> Result<(), StoreError> {
         sqlx::raw_sql("ANALYZE").execute(&self.pool).await?;
         Ok(())
@@ -74,8 +74,10 @@ impl Store {
 pub struct Checkpoint {
     pub cutover: String,
     pub phase: CheckpointPhase,
-    /// The last login ID done (login-ID order), `None` before the first batch.
-    pub cursor: Option<String>,
+    /// The last account id done (account-id order), `None` before the first
+    /// batch. Account ids only grow, so an account created during the cutover
+    /// is still ahead of the cursor.
+    pub cursor: Option<i64>,
     pub done: i64,
     pub total: i64,
     pub started_at: Timestamp,
@@ -107,7 +109,7 @@ pub struct SplitRef<'a> {
 type CheckpointRow = (
     String,
     String,
-    Option<String>,
+    Option<i64>,
     i64,
     i64,
     i64,
@@ -215,7 +217,7 @@ impl Store {
     }
 
     /// One backfill batch in one transaction: the next `batch_size` accounts
-    /// after the checkpoint's cursor (login-ID order) that hold the source get
+    /// after the checkpoint's cursor (account-id order) that hold the source get
     /// every missing target as a copy of the source hash; targets that exist
     /// (set by the member after `at`, or materialised by a change) are never
     /// touched. The checkpoint moves in the same transaction, so a crash
@@ -233,7 +235,7 @@ impl Store {
             super::Backend::Postgres => " FOR UPDATE",
             super::Backend::Sqlite => "",
         };
-        let row: Option<(String, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT phase, cursor FROM cutover_checkpoints WHERE cutover = $1{lock}"
         )))
         .bind(split.cutover)
@@ -251,9 +253,8 @@ impl Store {
                 completed: true,
             });
         }
-        let cursor = cursor.unwrap_or_default();
         let Some((last, accounts, copied)) =
-            copy_range(&mut tx, split, &cursor, batch_size).await?
+            copy_range(&mut tx, split, cursor.unwrap_or(0), batch_size).await?
         else {
             sqlx::query(
                 "UPDATE cutover_checkpoints SET phase = 'completed', completed_at = $2, updated_at = $2, \
@@ -285,7 +286,7 @@ impl Store {
              total = CASE WHEN total < done + $3 THEN done + $3 ELSE total END WHERE cutover = $1",
         )
         .bind(split.cutover)
-        .bind(&last)
+        .bind(last)
         .bind(accounts)
         .bind(millis(now))
         .execute(&mut *tx)
@@ -360,19 +361,30 @@ impl Store {
 }
 
 /// Copies the source into every missing target for the next `batch_size`
-/// accounts after `cursor` (login-ID order). Returns the batch's last login
-/// ID, its accounts and the targets written; `None` when nothing is left.
+/// accounts after `cursor` (account-id order). Returns the batch's last
+/// account id, its accounts and the targets written; `None` when nothing is
+/// left.
+///
+/// Account-id order, not login-ID order: ids follow insertion, so a batch's
+/// new target rows land next to each other in the credentials key
+/// (account_id, name) and each page is written once. Walking login IDs that
+/// are unrelated to insertion order scattered every batch over the whole
+/// table (measured: 17x the writes on SQLite, bench/cutover.sh).
 async fn copy_range(
     conn: &mut sqlx::AnyConnection,
     split: SplitRef<'_>,
-    cursor: &str,
+    cursor: i64,
     batch_size: u32,
-) -> Result<Option<(String, i64, i64)>, StoreError> {
-    // The batch's last login ID bounds a range, so every statement is static SQL.
-    let last: Option<String> = sqlx::query_scalar(
-        "SELECT MAX(login_id) FROM (SELECT a.login_id FROM accounts a \
-         JOIN credentials s ON s.account_id = a.id AND s.name = $2 \
-         WHERE a.realm = $1 AND a.login_id > $3 ORDER BY a.login_id LIMIT $4) AS batch",
+) -> Result<Option<(i64, i64, i64)>, StoreError> {
+    // The batch's last account id bounds a range, so every statement is static
+    // SQL. The range is stated on both sides of the join so that PostgreSQL
+    // reads only the batch's accounts (without it, it hashed the whole
+    // accounts table for every batch: O(realm) per batch).
+    let (last, accounts): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT MAX(account_id), COUNT(*) FROM (SELECT s.account_id FROM credentials s \
+         JOIN accounts a ON a.id = s.account_id \
+         WHERE s.name = $2 AND a.realm = $1 AND s.account_id > $3 AND a.id > $3 \
+         ORDER BY s.account_id LIMIT $4) AS batch",
     )
     .bind(split.realm)
     .bind(split.source)
@@ -383,16 +395,6 @@ async fn copy_range(
     let Some(last) = last else {
         return Ok(None);
     };
-    let accounts: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM accounts a JOIN credentials s ON s.account_id = a.id AND s.name = $2 \
-         WHERE a.realm = $1 AND a.login_id > $3 AND a.login_id <= $4",
-    )
-    .bind(split.realm)
-    .bind(split.source)
-    .bind(cursor)
-    .bind(&last)
-    .fetch_one(&mut *conn)
-    .await?;
     let via = format!(
         "cutover:{}",
         split.cutover.rsplit('/').next().unwrap_or(split.cutover)
@@ -403,7 +405,8 @@ async fn copy_range(
             "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
              SELECT s.account_id, $4, s.hash, s.set_at, $5, s.must_change, 1 \
              FROM credentials s JOIN accounts a ON a.id = s.account_id \
-             WHERE a.realm = $1 AND s.name = $2 AND a.login_id > $3 AND a.login_id <= $6 \
+             WHERE a.realm = $1 AND s.name = $2 AND s.account_id > $3 AND s.account_id <= $6 \
+               AND a.id > $3 AND a.id <= $6 \
              ON CONFLICT (account_id, name) DO NOTHING",
         )
         .bind(split.realm)
@@ -411,7 +414,7 @@ async fn copy_range(
         .bind(cursor)
         .bind(target)
         .bind(&via)
-        .bind(&last)
+        .bind(last)
         .execute(&mut *conn)
         .await?
         .rows_affected() as i64;
@@ -429,7 +432,7 @@ impl Store {
     ) -> Result<(i64, std::time::Duration), StoreError> {
         let mut tx = self.begin_write().await?;
         let clock = std::time::Instant::now();
-        let accounts = copy_range(&mut tx, split, "", batch_size)
+        let accounts = copy_range(&mut tx, split, 0, batch_size)
             .await?
             .map_or(0, |(_, a, _)| a);
         let took = clock.elapsed();
