@@ -36,7 +36,7 @@ usage_common() {
   --bin PATH       use this credshift binary instead of building
                    (default: cargo build --release --locked)
   --keep           keep the work directory (also BENCH_KEEP=1)
-  --load-with-import  (cutover.sh, why.sh) make the base database with credshift
+  --load-with-import  (cutover.sh, explain-batch.sh) make the base database with credshift
                    accounts import instead of bulk SQL into credshift's schema
   --order O        member file order: scattered (default: login-ID order unrelated
                    to file order, so account ids and login IDs do not correlate)
@@ -314,7 +314,7 @@ check_tools() {
 }
 
 # ---------------------------------------------------------------- the cutover data set
-# (cutover.sh, why.sh; N is set by the script)
+# (cutover.sh, explain-batch.sh; N is set by the script)
 
 # The example policy and cutover (batchSize 1000), without the demo members.
 setup_manifests() {

@@ -229,7 +229,14 @@ async fn select_accounts(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut q = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql)).bind(realm);
+    // Not a prepared statement PostgreSQL keeps: after five runs it may
+    // switch to a generic plan, and one made while `accounts` was still
+    // empty scans the realm for every batch until autovacuum's ANALYZE
+    // (BENCHMARKS.md, import: 1,300 rows/s). Planned for its parameters, it
+    // is an index look-up at any size.
+    let mut q = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(realm);
     for r in rows {
         q = q.bind(&r.login_id);
     }
