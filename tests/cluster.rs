@@ -10,27 +10,9 @@ use credshift::resources::{ConditionStatus, CredentialCutover, CredentialPolicy}
 use credshift::store::{CredentialWrite, Expected, Store, WriteKind};
 use kube::api::Api;
 
+use support::cluster::{apply, example, future_cutover, wait_for};
 use support::controller;
 use support::kube::{admin_client, install_crds, kubectl_ok, kubectl_stdin, namespace};
-
-fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/2018-split")
-        .join(name);
-    std::fs::read_to_string(path).expect("example manifest")
-}
-
-fn apply(ns: &str, manifest: &str) {
-    let (ok, _, err) = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
-    assert!(ok, "kubectl apply failed: {err}\n{manifest}");
-}
-
-/// A cutover like the 2018 one, but `at` some time from now.
-fn future_cutover(name: &str, at: &str) -> String {
-    example("cutover.yaml")
-        .replace("name: split-login-2018", &format!("name: {name}"))
-        .replace("\"2018-04-18T00:00:00+09:00\"", &format!("\"{at}\""))
-}
 
 /// A store with `n` members holding the old login password.
 async fn store_with_members(dir: &Path, n: usize) -> (Store, String) {
@@ -63,28 +45,6 @@ async fn store_with_members(dir: &Path, n: usize) -> (Store, String) {
             .expect("credential");
     }
     (store, url)
-}
-
-/// Polls `check` on the object until it returns true.
-async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, what: &str, mut check: F) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    F: FnMut(&K) -> bool,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(obj) = api.get(name).await {
-            if check(&obj) {
-                return obj;
-            }
-            if Instant::now() > deadline {
-                panic!("{what}: not reached within {timeout:?}; last seen: {obj:#?}");
-            }
-        } else if Instant::now() > deadline {
-            panic!("{what}: {name} not readable within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn condition(

@@ -3,6 +3,7 @@
 //! it panics or is killed (each server watches a pipe from this process).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod controller;
 pub mod http;
 pub mod kube;
