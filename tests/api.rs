@@ -1008,6 +1008,48 @@ fn verify_throttling_is_per_client() {
     );
 }
 
+/// A burst of wrong guesses sent at once from one client is throttled like
+/// guesses sent one by one: with `--verify-failures 3`, of 12 concurrent
+/// guesses exactly 3 reach the hash check and 9 are throttled (the failure
+/// slot is reserved before the check, not counted after it), and the right
+/// password from that client is then denied too.
+#[test]
+fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_one_by_one() {
+    let s = Serve::start(Options {
+        args: &["--verify-failures", "3"],
+        ..Default::default()
+    });
+    let barrier = std::sync::Barrier::new(12);
+    std::thread::scope(|scope| {
+        for i in 0..12 {
+            let (s, barrier) = (&s, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                assert_denied(s.verify_from(TARO, CONNECTION, &format!("burst-{i}"), "attacker"));
+            });
+        }
+    });
+    let (_, metrics) = http::get(s.port, "/metrics");
+    let count = |outcome: &str| -> f64 {
+        let prefix =
+            format!("credshift_api_requests_total{{endpoint=\"verify\",outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0.0, |v| v.trim().parse().expect("a number"))
+    };
+    assert_eq!(
+        (count("denied"), count("throttled")),
+        (3.0, 9.0),
+        "checked vs throttled guesses of the burst:\n{metrics}"
+    );
+    assert_denied(s.verify_from(TARO, CONNECTION, TARO_LOGIN, "attacker"));
+    assert_ok(
+        s.verify_from(TARO, CONNECTION, TARO_LOGIN, "member-home"),
+        false,
+    );
+}
+
 /// Every column of every row of every table, as lossy UTF-8 and as hex.
 fn dump_sqlite(url: &str) -> Vec<(String, String)> {
     use sqlx::{Connection as _, Row as _};

@@ -24,11 +24,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::members::{Realm, Refusal};
 use crate::engine::{EngineError, VerifyOutcome};
 use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
+use crate::store::StoreError;
 use crate::store::{Account, AccountState, Store};
 
 /// The OpenAPI description, committed as `api/openapi.json` and served as is.
@@ -132,6 +133,35 @@ impl Api {
         match found {
             Some(r) => Ok(Some(r.with_progress(&self.store).await?)),
             None => Ok(None),
+        }
+    }
+
+    /// Counts a failed guess for (realm, login ID, purpose, client) before
+    /// the password is checked, atomically in the store, and says whether
+    /// the check may run. Reserving first is what stops a burst of
+    /// concurrent guesses: had each read the count and recorded its failure
+    /// after the slow hash, all of them would have been checked.
+    async fn reserve_failure(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store
+            .rate_limit(
+                "verify-fail",
+                key,
+                self.throttle.window,
+                self.throttle.failures,
+                now,
+            )
+            .await
+    }
+
+    /// Gives back a reserved slot when the check did not fail (a match, or no
+    /// check at all). Best effort: a slot left counted only throttles sooner.
+    async fn release_failure(&self, key: &str, now: Timestamp) {
+        if let Err(e) = self
+            .store
+            .rate_limit_release("verify-fail", key, self.throttle.window, now)
+            .await
+        {
+            warn!(error = %e, "could not give back a throttling slot");
         }
     }
 
@@ -305,24 +335,22 @@ async fn verify(
     let now = Timestamp::now();
     let client = req.client.as_deref().unwrap_or(&caller.name);
     let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    let window = api.throttle.window;
-    match api
-        .store
-        .rate_limit_hits("verify-fail", &key, window, now)
-        .await
-    {
-        Ok(hits) if hits >= i64::from(api.throttle.failures) => {
+    match api.reserve_failure(&key, now).await {
+        Ok(true) => {}
+        Ok(false) => {
             api.dummy_verify(password).await;
             api.count("verify", "throttled");
             pad(started, api.throttle.min_denial_time).await;
             return denied();
         }
-        Ok(_) => {}
         Err(e) => return internal(e),
     }
     let account = match api.active_account(&req.realm, &req.login_id).await {
         Ok(a) => a,
-        Err(e) => return internal(e),
+        Err(e) => {
+            api.release_failure(&key, now).await;
+            return internal(e);
+        }
     };
     let outcome = match &account {
         None => {
@@ -335,17 +363,22 @@ async fn verify(
         {
             Ok(Some(o)) => Some(o),
             Ok(None) => {
+                api.release_failure(&key, now).await;
                 return error(
                     StatusCode::BAD_REQUEST,
                     "unknown_purpose",
                     "no such purpose in the policy",
                 );
             }
-            Err(e) => return internal(e),
+            Err(e) => {
+                api.release_failure(&key, now).await;
+                return internal(e);
+            }
         },
     };
     match outcome {
         Some(VerifyOutcome::Match { must_change, .. }) => {
+            api.release_failure(&key, now).await;
             api.count("verify", "ok");
             reply(
                 StatusCode::OK,
@@ -353,10 +386,7 @@ async fn verify(
             )
         }
         _ => {
-            let _ = api
-                .store
-                .rate_limit("verify-fail", &key, window, u32::MAX, now)
-                .await;
+            // The failure stays counted: its slot was reserved above.
             api.count("verify", "denied");
             pad(started, api.throttle.min_denial_time).await;
             denied()
@@ -412,18 +442,14 @@ async fn change(
             "the current password is wrong",
         )
     };
-    match api
-        .store
-        .rate_limit_hits("verify-fail", &key, api.throttle.window, now)
-        .await
-    {
-        Ok(hits) if hits >= i64::from(api.throttle.failures) => {
+    match api.reserve_failure(&key, now).await {
+        Ok(true) => {}
+        Ok(false) => {
             api.dummy_verify(current).await;
             api.count("change", "throttled");
             pad(started, api.throttle.min_denial_time).await;
             return wrong();
         }
-        Ok(_) => {}
         Err(e) => return internal(e),
     }
     let account = match api.active_account(&req.realm, &req.login_id).await {
@@ -434,9 +460,12 @@ async fn change(
             pad(started, api.throttle.min_denial_time).await;
             return wrong();
         }
-        Err(e) => return internal(e),
+        Err(e) => {
+            api.release_failure(&key, now).await;
+            return internal(e);
+        }
     };
-    match realm
+    let changed = realm
         .change(
             &api.store,
             &api.hasher,
@@ -447,18 +476,18 @@ async fn change(
             new,
             now,
         )
-        .await
-    {
+        .await;
+    // Only a wrong current password keeps its reserved failure slot.
+    if !matches!(changed, Ok(Err(Refusal::WrongCurrentPassword))) {
+        api.release_failure(&key, now).await;
+    }
+    match changed {
         Ok(Ok(())) => {
             api.count("change", "changed");
             info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, channel = %caller.channel, "password changed");
             reply(StatusCode::OK, json!({ "result": "changed" }))
         }
         Ok(Err(Refusal::WrongCurrentPassword)) => {
-            let _ = api
-                .store
-                .rate_limit("verify-fail", &key, api.throttle.window, u32::MAX, now)
-                .await;
             api.count("change", "denied");
             pad(started, api.throttle.min_denial_time).await;
             wrong()

@@ -332,8 +332,7 @@ impl Store {
         max: u32,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
-        let start = millis(now).div_euclid(w) * w;
+        let start = window_start(window, now);
         let hits: i64 = sqlx::query_scalar(
             "INSERT INTO rate_limits (scope, key, window_start, hits) VALUES ($1, $2, $3, 1) \
              ON CONFLICT (scope, key) DO UPDATE SET \
@@ -348,24 +347,32 @@ impl Store {
         Ok(hits <= i64::from(max))
     }
 
-    /// Hits so far in the current window, without counting one.
-    pub async fn rate_limit_hits(
+    /// Gives back one hit that `rate_limit` counted in the same window: a
+    /// slot reserved before a check that then succeeded. Never below zero;
+    /// a no-op once the window has moved on.
+    pub async fn rate_limit_release(
         &self,
         scope: &str,
         key: &str,
         window: Duration,
         now: Timestamp,
-    ) -> Result<i64, StoreError> {
-        let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
-        let start = millis(now).div_euclid(w) * w;
-        Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT hits FROM rate_limits WHERE scope = $1 AND key = $2 AND window_start = $3",
+    ) -> Result<(), StoreError> {
+        let start = window_start(window, now);
+        sqlx::query(
+            "UPDATE rate_limits SET hits = hits - 1 \
+             WHERE scope = $1 AND key = $2 AND window_start = $3 AND hits > 0",
         )
         .bind(scope)
         .bind(key)
         .bind(start)
-        .fetch_optional(&self.pool)
-        .await?
-        .unwrap_or(0))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
+}
+
+/// The start of the fixed window that `now` falls in (Unix ms).
+fn window_start(window: Duration, now: Timestamp) -> i64 {
+    let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    millis(now).div_euclid(w) * w
 }
