@@ -120,11 +120,18 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         ctx.progress_interval,
     )
     .await?;
-    let (total, already) = ctx
-        .store
-        .split_counts(&policy_model.realm, &model.from, &model.into)
-        .await?;
     let checkpoint = adv.checkpoint.as_ref();
+    // Counting reads the whole realm: done while the cutover is scheduled,
+    // suspended or over, not on every progress tick of a running backfill
+    // (the checkpoint has its progress).
+    let (total, already) = match (adv.phase, checkpoint) {
+        (Phase::Running, Some(cp)) => (cp.total, previous.already_split.unwrap_or(0)),
+        _ => {
+            ctx.store
+                .split_counts(&policy_model.realm, &model.from, &model.into)
+                .await?
+        }
+    };
     let progress = match (adv.phase, checkpoint) {
         (Phase::Scheduled, _) | (_, None) => Progress::new(already, total),
         (_, Some(cp)) => Progress::new(cp.done, cp.total.max(cp.done)),

@@ -120,6 +120,8 @@ pub struct Context {
     /// Both watch caches hold their first full list. Until then a reconcile
     /// waits: a policy missing from a half-filled cache is not "missing".
     pub synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Each policy's last realm-wide counts, reused for `COUNTS_MAX_AGE`.
+    pub realm_counts: policy::CountsCache,
 }
 
 impl Context {
@@ -328,6 +330,7 @@ async fn reconcile_all(leader: Leader) {
         progress_interval,
         refresh_policies,
         synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        realm_counts: policy::CountsCache::default(),
     });
 
     // A policy's status shows its cutovers; a cutover depends on its policy.

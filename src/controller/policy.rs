@@ -1,6 +1,7 @@
 //! Reconciling a CredentialPolicy: validate, compute the effective routing
 //! now, count members per credential, write status.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,14 @@ use kube::runtime::controller::Action;
 
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
+use crate::engine::model::Policy;
 use crate::engine::model::{CutoverProgress, describe};
 use crate::engine::routing::effective_routing;
 use crate::resources::{
     ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy, CredentialPolicyStatus,
     RecoveryStatus, RouteStatus,
 };
-use crate::store::CheckpointPhase;
+use crate::store::{CheckpointPhase, Store};
 
 const KIND: &str = "CredentialPolicy";
 
@@ -109,17 +111,16 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
         }
     }
     let routing = effective_routing(&model, &models, now);
-    let mut counts = Vec::new();
-    for credential in model.credentials.keys() {
-        counts.push(CredentialCount {
-            name: credential.clone(),
-            accounts: ctx
-                .store
-                .count_credentials(&model.realm, credential)
-                .await?,
-        });
-    }
-    let accounts = ctx.store.count_accounts(&model.realm).await?;
+    // Recounted at once when a cutover starts or ends: the counts change most then.
+    let stage = models
+        .iter()
+        .map(|(c, p)| format!("{}={p:?}", c.name))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (counts, accounts) = ctx
+        .realm_counts
+        .get_or_count(&ctx.store, &key(&ns, &name), &model, &stage)
+        .await?;
     let rc = ctx.store.recovery_counts(&model.realm).await?;
     let recovery = RecoveryStatus {
         live_tickets: rc.live,
@@ -204,4 +205,78 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
     Ok(Action::requeue(next_switch.map_or(refresh, |d| {
         d.min(refresh) + Duration::from_millis(10)
     })))
+}
+
+/// How long a policy's realm-wide counts are reused. Counting reads the
+/// whole realm, and a policy is reconciled on every status write of its
+/// cutovers (about every `--progress-interval` while one runs): recounting
+/// each time made a running cutover spend more time counting than copying
+/// on a large realm. Counts are statistics; 15 s old is fresh enough, except
+/// when a cutover has started or ended since.
+pub const COUNTS_MAX_AGE: Duration = Duration::from_secs(15);
+
+/// The last counts per policy (members per credential, members in the realm).
+#[derive(Default)]
+pub struct CountsCache {
+    entries: std::sync::Mutex<HashMap<String, CachedCounts>>,
+}
+
+struct CachedCounts {
+    taken: Instant,
+    realm: String,
+    stage: String,
+    counts: Vec<CredentialCount>,
+    accounts: i64,
+}
+
+impl CountsCache {
+    /// The policy's counts, from the store unless those taken for the same
+    /// realm, credentials and `stage` of its cutovers are younger than
+    /// `COUNTS_MAX_AGE`.
+    async fn get_or_count(
+        &self,
+        store: &Store,
+        policy: &str,
+        model: &Policy,
+        stage: &str,
+    ) -> Result<(Vec<CredentialCount>, i64), Error> {
+        let fresh = |c: &CachedCounts| {
+            c.taken.elapsed() < COUNTS_MAX_AGE
+                && c.realm == model.realm
+                && c.stage == stage
+                && c.counts
+                    .iter()
+                    .map(|n| &n.name)
+                    .eq(model.credentials.keys())
+        };
+        if let Some(c) = self.lock().get(policy).filter(|c| fresh(c)) {
+            return Ok((c.counts.clone(), c.accounts));
+        }
+        let mut counts = Vec::new();
+        for credential in model.credentials.keys() {
+            counts.push(CredentialCount {
+                name: credential.clone(),
+                accounts: store.count_credentials(&model.realm, credential).await?,
+            });
+        }
+        let accounts = store.count_accounts(&model.realm).await?;
+        self.lock().insert(
+            policy.to_owned(),
+            CachedCounts {
+                taken: Instant::now(),
+                realm: model.realm.clone(),
+                stage: stage.to_owned(),
+                counts: counts.clone(),
+                accounts,
+            },
+        );
+        Ok((counts, accounts))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCounts>> {
+        // A panic elsewhere cannot leave a count half-written: take it anyway.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
