@@ -72,6 +72,17 @@ fn placeholders(rows: usize, columns: usize, first: usize, tail: &str) -> String
     out
 }
 
+/// Bound parameters per statement. SQLite looks each `$n` up by name in a
+/// list (sqlite3_bind_parameter_name), so binding costs O(n²) in a
+/// statement's parameters: 2,500 of them took 60 % of an import's time.
+/// PostgreSQL has no such cost and a round trip per statement instead.
+fn max_parameters(backend: super::Backend) -> usize {
+    match backend {
+        super::Backend::Sqlite => 100,
+        super::Backend::Postgres => 3000,
+    }
+}
+
 type Existing = HashMap<String, (i64, String)>;
 
 impl Store {
@@ -95,19 +106,20 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
 
-        let before = select_accounts(&mut tx, realm, rows).await?;
+        let max = max_parameters(self.backend);
+        let before = select_accounts(&mut tx, realm, rows, max).await?;
         let new_rows: Vec<&ImportRow> = rows
             .iter()
             .filter(|r| !before.contains_key(&r.login_id))
             .collect();
-        if !new_rows.is_empty() {
+        for chunk in new_rows.chunks(max / 5) {
             let sql = format!(
                 "INSERT INTO accounts (realm, login_id, base_email, created_at, updated_at, state) \
                  VALUES {} ON CONFLICT (realm, login_id) DO NOTHING",
-                placeholders(new_rows.len(), 5, 1, ", 'active'")
+                placeholders(chunk.len(), 5, 1, ", 'active'")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in &new_rows {
+            for r in chunk {
                 q = q
                     .bind(realm)
                     .bind(&r.login_id)
@@ -120,22 +132,22 @@ impl Store {
         let ids = if new_rows.is_empty() {
             before.clone()
         } else {
-            select_accounts(&mut tx, realm, rows).await?
+            select_accounts(&mut tx, realm, rows, max).await?
         };
 
         // Existing credentials of accounts that were there before this batch.
         let old_ids: Vec<i64> = before.values().map(|(id, _)| *id).collect();
         let mut stored: HashMap<(i64, String), String> = HashMap::new();
-        if !old_ids.is_empty() {
+        for chunk in old_ids.chunks(max) {
             let sql = format!(
                 "SELECT account_id, name, hash FROM credentials WHERE account_id IN ({})",
-                (1..=old_ids.len())
+                (1..=chunk.len())
                     .map(|i| format!("${i}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
             let mut q = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql));
-            for id in &old_ids {
+            for id in chunk {
                 q = q.bind(*id);
             }
             for (id, name, hash) in q.fetch_all(&mut *tx).await? {
@@ -181,8 +193,7 @@ impl Store {
             });
         }
 
-        // Bounded statement size: at most 500 credential rows (3,000 parameters) each.
-        for chunk in inserts.chunks(500) {
+        for chunk in inserts.chunks(max / 5) {
             let sql = format!(
                 "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
                  VALUES {} ON CONFLICT (account_id, name) DO NOTHING",
@@ -221,30 +232,36 @@ async fn select_accounts(
     conn: &mut sqlx::AnyConnection,
     realm: &str,
     rows: &[ImportRow],
+    max_parameters: usize,
 ) -> Result<Existing, StoreError> {
-    let sql = format!(
-        "SELECT id, login_id, base_email FROM accounts WHERE realm = $1 AND login_id IN ({})",
-        (2..rows.len() + 2)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    // Not a prepared statement PostgreSQL keeps: after five runs it may
-    // switch to a generic plan, and one made while `accounts` was still
-    // empty scans the realm for every batch until autovacuum's ANALYZE
-    // (BENCHMARKS.md, import: 1,300 rows/s). Planned for its parameters, it
-    // is an index look-up at any size.
-    let mut q = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql))
-        .persistent(false)
-        .bind(realm);
-    for r in rows {
-        q = q.bind(&r.login_id);
+    let mut found = Existing::new();
+    for chunk in rows.chunks(max_parameters - 1) {
+        let sql = format!(
+            "SELECT id, login_id, base_email FROM accounts WHERE realm = $1 AND login_id IN ({})",
+            (2..chunk.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Not a prepared statement PostgreSQL keeps: after five runs it may
+        // switch to a generic plan, and one made while `accounts` was still
+        // empty scans the realm for every batch until autovacuum's ANALYZE
+        // (BENCHMARKS.md, import: 1,300 rows/s). Planned for its parameters,
+        // it is an index look-up at any size.
+        let mut q = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(realm);
+        for r in chunk {
+            q = q.bind(&r.login_id);
+        }
+        found.extend(
+            q.fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|(id, login, email)| (login, (id, email))),
+        );
     }
-    Ok(q.fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|(id, login, email)| (login, (id, email)))
-        .collect())
+    Ok(found)
 }
 
 #[cfg(test)]
