@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark: `credshift accounts import --realm wakwak FILE` of N generated
 # members (default 1,000,000; login + mail credentials, real argon2id PHC
-# strings) into an empty store, on SQLite and on PostgreSQL. Prints the
-# machine, per-run figures and the medians: rows per second and peak RSS.
+# strings) into an empty store, on SQLite and on PostgreSQL, against the
+# baseline of the database's own bulk load of the same file into the same
+# empty schema (sqlite3 .import / psql COPY into a staging table, INSERT …
+# SELECT, ANALYZE: one transaction, no validation, no per-row outcome, no
+# audit), side by side in each run. Prints the machine, per-run figures and
+# the medians: rows per second, the ratio and peak RSS.
 #
 #   bench/import.sh [--quick] [--runs N] [--db sqlite|postgres|both] ...
 #
@@ -29,8 +33,30 @@ log "generating $N members"
 gen_members "$N" "$WORK/members.csv"
 FILE_SIZE=$(du -h "$WORK/members.csv" | cut -f1)
 
+baseline() { # db run
+    local db=$1 run=$2 where t0 t1
+    case $db in
+        sqlite) where="$WORK/bulk-$run.db"; "$BIN" store migrate --store "sqlite://$where" >/dev/null ;;
+        postgres) where="bulk_$run"; pg_sql postgres "CREATE DATABASE $where"
+            "$BIN" store migrate --store "$PG_BASE/$where" >/dev/null ;;
+    esac
+    sync
+    t0=$(date +%s%N)
+    bulk_load "$db" "$where"
+    t1=$(date +%s%N)
+    BASE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    local c; c=$(counts "$db" "$where")
+    [ "$c" = "0 0 $N" ] || { echo "baseline $db run $run: counts $c, expected 0 0 $N" >&2; exit 2; }
+    case $db in
+        sqlite) rm -f "$where" "$where-wal" "$where-shm" ;;
+        postgres) pg_drop "$where" ;;
+    esac
+    log "$db run $run: baseline bulk load ${BASE_WALL}s"
+}
+
 for run in $(seq 1 "$RUNS"); do
     for db in $DBS; do
+        baseline "$db" "$run"
         case $db in
             sqlite) where="$WORK/import-$run.db"; url="sqlite://$where" ;;
             postgres) where="import_$run"; pg_sql postgres "CREATE DATABASE $where"; url="$PG_BASE/$where" ;;
@@ -43,7 +69,7 @@ for run in $(seq 1 "$RUNS"); do
             echo "$db run $run: unexpected summary: $(cat "$prefix.out")" >&2
             exit 2
         fi
-        record db="$db" run="$run" rows="$N" wall="$T_WALL" rss_kib="$T_RSS_KIB"
+        record db="$db" run="$run" rows="$N" wall="$T_WALL" rss_kib="$T_RSS_KIB" baseline="$BASE_WALL"
         log "$db run $run: ${T_WALL}s, peak RSS $((T_RSS_KIB / 1024)) MiB"
         case $db in
             sqlite) rm -f "$where" "$where-wal" "$where-shm" ;;

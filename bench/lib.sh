@@ -371,6 +371,39 @@ check_base() { # "support connection login" counts
     [ "$1" = "0 0 $N" ] || { echo "base database: counts $1, expected 0 0 $N" >&2; exit 2; }
 }
 
+# bulk_load db where: the member file into a migrated empty store with plain
+# SQL in one transaction (sqlite3 .import / psql COPY into a staging table,
+# then INSERT … SELECT), then ANALYZE. The base of the cutover runs, and the
+# baseline that bench/import.sh compares `credshift accounts import` with.
+bulk_load() {
+    local db=$1 where=$2
+    case $db in
+        sqlite)
+            sqlite3 -bail "$where" >/dev/null <<SQL
+PRAGMA foreign_keys = ON;
+PRAGMA synchronous = FULL;
+CREATE TEMP TABLE bench_stage (login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
+.import --csv --skip 1 $WORK/members.csv bench_stage
+BEGIN;
+$(load_sql rowid)
+COMMIT;
+ANALYZE;
+SQL
+            ;;
+        postgres)
+            psql -X -q -v ON_ERROR_STOP=1 -d "$PG_BASE/$where" >/dev/null <<SQL
+CREATE TEMP TABLE bench_stage (n BIGINT GENERATED ALWAYS AS IDENTITY,
+    login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
+\copy bench_stage (login_id, base_email, login, mail) FROM '$WORK/members.csv' WITH (FORMAT csv, HEADER true)
+BEGIN;
+$(load_sql n)
+COMMIT;
+ANALYZE;
+SQL
+            ;;
+    esac
+}
+
 load_base() {
     local db=$1 t0 t1 how="bulk SQL into credshift's schema"
     [ "$LOAD_WITH_IMPORT" = 1 ] && how="credshift accounts import"
@@ -384,17 +417,8 @@ load_base() {
                     "$WORK/members.csv" >/dev/null
             else
                 "$BIN" store migrate --store "sqlite://$BASE_SQLITE" >/dev/null
-                sqlite3 -bail "$BASE_SQLITE" >/dev/null <<SQL
-PRAGMA foreign_keys = ON;
-CREATE TABLE bench_stage (login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
-.import --csv --skip 1 $WORK/members.csv bench_stage
-BEGIN;
-$(load_sql rowid)
-COMMIT;
-DROP TABLE bench_stage;
-VACUUM;
-ANALYZE;
-SQL
+                bulk_load sqlite "$BASE_SQLITE"
+                sqlite3 "$BASE_SQLITE" "VACUUM;" >/dev/null
             fi
             sqlite3 "$BASE_SQLITE" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
             check_base "$(counts sqlite "$BASE_SQLITE")"
@@ -406,15 +430,7 @@ SQL
                     "$WORK/members.csv" >/dev/null
             else
                 "$BIN" store migrate --store "$PG_BASE/bench_base" >/dev/null
-                psql -X -q -v ON_ERROR_STOP=1 -d "$PG_BASE/bench_base" >/dev/null <<SQL
-CREATE UNLOGGED TABLE bench_stage (n BIGINT GENERATED ALWAYS AS IDENTITY,
-    login_id TEXT, base_email TEXT, login TEXT, mail TEXT);
-\copy bench_stage (login_id, base_email, login, mail) FROM '$WORK/members.csv' WITH (FORMAT csv, HEADER true)
-BEGIN;
-$(load_sql n)
-COMMIT;
-DROP TABLE bench_stage;
-SQL
+                bulk_load postgres bench_base
             fi
             # Settled, as a database in service would be; then closed to
             # connections so that autovacuum leaves the template alone.

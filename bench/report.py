@@ -6,6 +6,7 @@
                                    as KEY=VALUE words for lib.sh's `record`
   report.py cutover RESULTS.jsonl  the cutover table (medians, ratio, targets)
   report.py import RESULTS.jsonl   the import table
+  report.py verify RESULTS.jsonl   the verify-throughput table
 """
 
 import json
@@ -17,6 +18,7 @@ import sys
 TARGET_RATIO = 1.5
 TARGET_RSS_MIB = 64
 TARGET_P99_MS = 250
+TARGET_VERIFY_SHARE = 0.90
 
 TEXT_MICROS = re.compile(r"backfill batch committed.*?\bmicros=(\d+)")
 TEXT_ACCOUNTS = re.compile(r"\baccounts=(\d+)")
@@ -136,19 +138,52 @@ def imports(path):
     rows = load(path)
     dbs = [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]
     print("## Per run")
-    print(f"{'db':<9} {'run':>3} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'RSS MiB':>8}")
+    print(f"{'db':<9} {'run':>3} {'rows':>9} {'bulk SQL s':>10} {'import s':>9} {'ratio':>6} "
+          f"{'rows/s':>9} {'RSS MiB':>8}")
     for r in rows:
-        print(f"{r['db']:<9} {r['run']:>3} {r['rows']:>9} {r['wall']:>8.2f} "
-              f"{r['rows'] / r['wall']:>9.0f} {r['rss_kib'] / 1024:>8.1f}")
+        print(f"{r['db']:<9} {r['run']:>3} {r['rows']:>9} {r['baseline']:>10.2f} {r['wall']:>9.2f} "
+              f"{r['wall'] / r['baseline']:>6.2f} {r['rows'] / r['wall']:>9.0f} {r['rss_kib'] / 1024:>8.1f}")
     print()
     print("## Medians")
-    print(f"{'db':<9} {'rows':>9} {'runs':>4} {'wall s':>8} {'rows/s':>9} {'RSS MiB':>8} {'max RSS':>8}")
+    print(f"{'db':<9} {'rows':>9} {'runs':>4} {'bulk SQL s':>10} {'import s':>9} {'ratio':>6} "
+          f"{'rows/s':>9} {'RSS MiB':>8} {'max RSS':>8}")
     for db in dbs:
         rs = [r for r in rows if r["db"] == db]
         wall = med([r["wall"] for r in rs])
-        print(f"{db:<9} {rs[0]['rows']:>9} {len(rs):>4} {wall:>8.2f} {rs[0]['rows'] / wall:>9.0f} "
-              f"{med([r['rss_kib'] / 1024 for r in rs]):>8.1f} "
+        print(f"{db:<9} {rs[0]['rows']:>9} {len(rs):>4} {med([r['baseline'] for r in rs]):>10.2f} "
+              f"{wall:>9.2f} {med([r['wall'] / r['baseline'] for r in rs]):>6.2f} "
+              f"{rs[0]['rows'] / wall:>9.0f} {med([r['rss_kib'] / 1024 for r in rs]):>8.1f} "
               f"{max(r['rss_kib'] / 1024 for r in rs):>8.1f}")
+    print()
+    print("ratio = median over runs of import/bulk SQL, each on an empty store in the same run.")
+
+
+def verifies(path):
+    rows = load(path)
+    print("## Per run (verifies per second)")
+    print(f"{'db':<9} {'run':>3} {'raw argon2':>10} {'API':>8} {'API/raw':>8} {'in cutover':>10} "
+          f"{'cut/raw':>8} {'p50 ms':>7} {'p99 ms':>7} {'cut p99':>8} {'failed':>6} {'overlap':>7}")
+    for r in rows:
+        print(f"{r['db']:<9} {r['run']:>3} {r['raw']:>10.1f} {r['api']:>8.1f} {r['api'] / r['raw']:>8.3f} "
+              f"{r['cut']:>10.1f} {r['cut'] / r['raw']:>8.3f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+              f"{r['cut_p99_ms']:>8.1f} {r['failed']:>6} {r['overlap']:>7.2f}")
+    print()
+    print("## Medians")
+    print(f"{'db':<9} {'runs':>4} {'raw/s':>7} {'API/s':>7} {'API/raw':>8} {'(≥0.90)':<8} "
+          f"{'in cutover/s':>12} {'cut/raw':>8} {'failed':>6}")
+    for db in [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]:
+        rs = [r for r in rows if r["db"] == db]
+        share = med([r["api"] / r["raw"] for r in rs])
+        cut = med([r["cut"] / r["raw"] for r in rs])
+        failed = sum(r["failed"] for r in rs)
+        print(f"{db:<9} {len(rs):>4} {med([r['raw'] for r in rs]):>7.1f} {med([r['api'] for r in rs]):>7.1f} "
+              f"{share:>8.3f} {verdict(share >= TARGET_VERIFY_SHARE):<8} {med([r['cut'] for r in rs]):>12.1f} "
+              f"{cut:>8.3f} {failed:>6} {'(no failed verify: ' + verdict(failed == 0) + ')'}")
+    print()
+    print("raw argon2 = examples/argon2_rate.rs: one thread per core verifying the same PHC strings,")
+    print("nothing else; API = credshift serve answering POST /v1/verify over keep-alive HTTP, with")
+    print("the load generator on the same cores; in cutover = the same while `credshift apply` runs")
+    print("the backfill on the same store ('overlap' = the share of the window the backfill ran).")
 
 
 def main():
@@ -156,7 +191,7 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     cmd, path = sys.argv[1], sys.argv[2]
-    {"batches": batches, "cutover": cutover, "import": imports}[cmd](path)
+    {"batches": batches, "cutover": cutover, "import": imports, "verify": verifies}[cmd](path)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Benchmark: member verifies through the HTTP API (`credshift serve`, POST
+# /v1/verify, the default argon2id parameters m=19456,t=2,p=1) against the raw
+# argon2 verify rate of the same cores (examples/argon2_rate.rs: one thread per
+# core, the same PHC strings, nothing else), side by side in each run; then
+# the API again while `credshift apply` runs a cutover of the same store.
+# Target: API ≥ 90 % of raw; during the cutover, no failed verify.
+#
+#   bench/verify.sh [--quick] [--runs N] [--db postgres|sqlite|both]
+#                   [--seconds S] [--concurrency C] [--bin PATH] ...
+#
+# Timed: verifies answered "ok" within a window of S seconds (default 10)
+# after a 1 s warm-up, from C (default 4 per core) keep-alive connections of
+# bench/verify_load.py, which runs on the same cores. Not timed: making the
+# hashes and members, loading the store, starting the server.
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+SECONDS_PER_WINDOW=10
+CONCURRENCY=$((4 * $(nproc)))
+RAW_BIN=""
+rest=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) SECONDS_PER_WINDOW=$2; shift ;;
+        --concurrency) CONCURRENCY=$2; shift ;;
+        --raw-bin) RAW_BIN=$2; shift ;;
+        *) rest+=("$1") ;;
+    esac
+    shift
+done
+usage() {
+    echo "usage: bench/verify.sh [options]"
+    usage_common
+    echo "  --seconds S      measured window per figure (default 10)"
+    echo "  --concurrency C  load connections (default 4 per core)"
+    echo "  --raw-bin PATH   the argon2_rate example binary (default: built next to credshift)"
+}
+DBS=postgres
+parse_common "${rest[@]+"${rest[@]}"}"
+check_tools
+command -v curl >/dev/null || { echo "curl needed: apt-get install -y curl" >&2; exit 2; }
+init_work
+build_credshift
+if [ -z "$RAW_BIN" ]; then
+    RAW_BIN=$(dirname "$BIN")/examples/argon2_rate
+    if [ -z "${CREDSHIFT_BIN:-}" ] || [ ! -x "$RAW_BIN" ]; then
+        target=${CARGO_TARGET_DIR:-$ROOT/target}
+        log "cargo build --release --locked --example argon2_rate"
+        (cd "$ROOT" && CARGO_TARGET_DIR=$target cargo build --release --locked --quiet --example argon2_rate)
+        RAW_BIN=$target/release/examples/argon2_rate
+    fi
+fi
+case " $DBS " in *" postgres "*) pg_start ;; esac
+machine_description >"$WORK/machine.txt"
+N=$ACCOUNTS
+
+log "making 8 argon2id hashes with credshift accounts set-password"
+make_hashes 8
+log "generating $N members"
+gen_members "$N" "$WORK/members.csv"
+# 20,000 random members with their passwords, for the load.
+"$PY" - "$WORK/members.csv" "$WORK/hashes.tsv" "$WORK/sample.tsv" <<'PY'
+import csv, random, sys
+pw = {h: p for p, h in (l.rstrip("\n").split("\t", 1) for l in open(sys.argv[2]))}
+rows = list(csv.reader(open(sys.argv[1])))[1:]
+with open(sys.argv[3], "w") as out:
+    for r in random.Random(7).sample(rows, min(20000, len(rows))):
+        out.write(f"{r[0]}\t{pw[r[2]]}\n")
+PY
+
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$TOKEN" >"$WORK/token"
+cat >"$WORK/tokens.yaml" <<YAML
+tokens:
+  - name: portal
+    channel: portal
+    realms: [$REALM]
+    sha256: $(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+    administrator: false
+YAML
+
+# manifests DIR AT: the example policy and cutover, the cutover at AT.
+manifests() {
+    mkdir -p "$1"
+    cp "$ROOT/examples/2018-split/policy.yaml" "$1/"
+    sed "s|^  at: .*|  at: \"$2\"|" "$ROOT/examples/2018-split/cutover.yaml" >"$1/cutover.yaml"
+    grep -q "at: \"$2\"" "$1/cutover.yaml" || { echo "could not set the cutover's at" >&2; exit 2; }
+}
+manifests "$WORK/steady" "2099-01-01T00:00:00Z"
+
+SERVE_PID=""
+stop_serve() {
+    if [ -n "$SERVE_PID" ]; then
+        kill "$SERVE_PID" 2>/dev/null || true
+        wait "$SERVE_PID" 2>/dev/null || true
+        SERVE_PID=""
+    fi
+}
+trap 'stop_serve; cleanup' EXIT
+
+start_serve() { # url manifests-dir tag
+    PORT=$(free_port)
+    # The policy has self-service recovery, so serve needs a sealing key.
+    CREDSHIFT_OUTBOX_KEY=$(head -c 32 /dev/urandom | base64) \
+        "$BIN" serve -f "$2" --store "$1" --tokens "$WORK/tokens.yaml" --listen "127.0.0.1:$PORT" \
+        >"$WORK/serve-$3.out" 2>"$WORK/serve-$3.err" &
+    SERVE_PID=$!
+    local i
+    for i in $(seq 1 300); do
+        if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve-$3.err" >&2; exit 2; }
+        sleep 0.1
+    done
+    echo "serve not ready after 30 s" >&2
+    exit 2
+}
+
+load() { # tag -> JSON line in $WORK/load-TAG.json
+    "$PY" "$BENCH_DIR/verify_load.py" --port "$PORT" --token-file "$WORK/token" \
+        --members "$WORK/sample.tsv" --realm "$REALM" --purpose support-portal \
+        --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_WINDOW" >"$WORK/load-$1.json"
+}
+
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
+
+checkpoint_rows() { # db where
+    case "$1" in
+        sqlite) sqlite3 "$2" "SELECT COUNT(*) FROM cutover_checkpoints" 2>/dev/null || echo 0 ;;
+        postgres) pg_sql "$2" "SELECT COUNT(*) FROM cutover_checkpoints" ;;
+    esac
+}
+
+now_ns() { date +%s%N; }
+
+for db in $DBS; do load_base "$db"; done
+
+for run in $(seq 1 "$RUNS"); do
+    for db in $DBS; do
+        # Raw argon2 on every core, nothing else running.
+        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw-$run.txt"
+        raw=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw-$run.txt")
+        log "$db run $run: raw argon2 $raw verifies/s ($(cat "$WORK/raw-$run.txt"))"
+
+        # The API, no cutover running (the cutover is scheduled for 2099).
+        where=$(fresh_copy "$db" "v_${db}_$run")
+        start_serve "$(url_of "$db" "$where")" "$WORK/steady" "steady-$db-$run"
+        load "steady-$db-$run"
+        stop_serve
+        drop_copy "$db" "$where"
+        api=$(field "$WORK/load-steady-$db-$run.json" rate)
+        log "$db run $run: API $api verifies/s ($(cat "$WORK/load-steady-$db-$run.json"))"
+
+        # The API while `credshift apply` backfills the same store.
+        where=$(fresh_copy "$db" "w_${db}_$run")
+        url=$(url_of "$db" "$where")
+        manifests "$WORK/live-$run" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        start_serve "$url" "$WORK/live-$run" "cutover-$db-$run"
+        ( "$BIN" apply -f "$WORK/live-$run" --store "$url" >"$WORK/apply-$db-$run.out" 2>&1
+          echo $? >"$WORK/apply-$db-$run.rc"; now_ns >"$WORK/apply-$db-$run.end" ) &
+        apply_pid=$!
+        until [ "$(checkpoint_rows "$db" "$where")" -ge 1 ]; do
+            kill -0 "$apply_pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        t0=$(( $(now_ns) + 1000000000 )) # after the load's 1 s warm-up
+        load "cutover-$db-$run"
+        t1=$(now_ns)
+        wait "$apply_pid"
+        [ "$(cat "$WORK/apply-$db-$run.rc")" = 0 ] \
+            || { echo "apply failed:" >&2; cat "$WORK/apply-$db-$run.out" >&2; exit 2; }
+        c=$(counts "$db" "$where")
+        [ "$c" = "$N $N $N" ] || { echo "$db run $run: after the cutover counts $c, expected $N $N $N" >&2; exit 2; }
+        stop_serve
+        drop_copy "$db" "$where"
+        end=$(cat "$WORK/apply-$db-$run.end")
+        overlap=$(awk -v a="$t0" -v b="$t1" -v e="$end" 'BEGIN{o=(e-a)/(b-a); if(o>1)o=1; if(o<0)o=0; printf "%.2f", o}')
+        cut=$(field "$WORK/load-cutover-$db-$run.json" rate)
+        failed=0
+        for tag in "steady-$db-$run" "cutover-$db-$run"; do
+            for k in other errors; do failed=$((failed + $(field "$WORK/load-$tag.json" "$k"))); done
+        done
+        log "$db run $run: API during the cutover $cut verifies/s, backfill overlap $overlap ($(cat "$WORK/load-cutover-$db-$run.json"))"
+        record db="$db" run="$run" raw="$raw" api="$api" cut="$cut" failed="$failed" overlap="$overlap" \
+            p50_ms="$(field "$WORK/load-steady-$db-$run.json" p50_ms)" \
+            p99_ms="$(field "$WORK/load-steady-$db-$run.json" p99_ms)" \
+            cut_p99_ms="$(field "$WORK/load-cutover-$db-$run.json" p99_ms)"
+    done
+done
+
+echo "# credshift verify benchmark: $N members, $RUNS runs, ${SECONDS_PER_WINDOW}s windows, $CONCURRENCY connections$([ "$QUICK" = 1 ] && echo ' (quick)')"
+echo
+cat "$WORK/machine.txt"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "## Setup (not timed)"
+cat "$WORK/loads.txt"
+echo "members: login + mail, real argon2id PHC strings (m=19456,t=2,p=1, credshift's default);"
+echo "the load verifies the support-portal purpose (routed to login before the cutover, dual read"
+echo "during it) for 20,000 random members with their right passwords."
+echo
+"$PY" "$BENCH_DIR/report.py" verify "$WORK/results.jsonl"
