@@ -9,20 +9,24 @@
 #   bench/verify.sh [--quick] [--runs N] [--db postgres|sqlite|both]
 #                   [--seconds S] [--concurrency C] [--bin PATH] ...
 #
-# Timed: verifies answered "ok" within a window of S seconds (default 10)
-# after a 1 s warm-up, from C (default 4 per core) keep-alive connections of
-# bench/verify_load.py, which runs on the same cores. Not timed: making the
-# hashes and members, loading the store, starting the server.
+# Timed: verifies answered "ok" within windows of S seconds (default 4, after
+# a 0.5 s warm-up) from C (default 4 per core) keep-alive connections of
+# bench/verify_load.py, which runs on the same cores, each window right after
+# a raw window of the same length (R = 5 pairs per figure; the figure is the
+# median ratio of the pairs). Not timed: making the hashes and members,
+# loading the store, starting the server.
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-SECONDS_PER_WINDOW=10
+SECONDS_PER_WINDOW=4
+ROUNDS=5
 CONCURRENCY=$((4 * $(nproc)))
 RAW_BIN=""
 rest=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) SECONDS_PER_WINDOW=$2; shift ;;
+        --rounds) ROUNDS=$2; shift ;;
         --concurrency) CONCURRENCY=$2; shift ;;
         --raw-bin) RAW_BIN=$2; shift ;;
         *) rest+=("$1") ;;
@@ -32,7 +36,8 @@ done
 usage() {
     echo "usage: bench/verify.sh [options]"
     usage_common
-    echo "  --seconds S      measured window per figure (default 10)"
+    echo "  --seconds S      length of each measured window (default 4)"
+    echo "  --rounds R       raw/API window pairs per figure (default 5)"
     echo "  --concurrency C  load connections (default 4 per core)"
     echo "  --raw-bin PATH   the argon2_rate example binary (default: built next to credshift)"
 }
@@ -97,7 +102,7 @@ stop_serve() {
         SERVE_PID=""
     fi
 }
-trap 'stop_serve; cleanup' EXIT
+trap '[ -n "${APPLY_PID:-}" ] && kill "$APPLY_PID" 2>/dev/null; stop_serve; cleanup' EXIT
 
 start_serve() { # url manifests-dir tag
     PORT=$(free_port)
@@ -119,7 +124,7 @@ start_serve() { # url manifests-dir tag
 load() { # tag -> JSON line in $WORK/load-TAG.json
     "$PY" "$BENCH_DIR/verify_load.py" --port "$PORT" --token-file "$WORK/token" \
         --members "$WORK/sample.tsv" --realm "$REALM" --purpose support-portal \
-        --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_WINDOW" >"$WORK/load-$1.json"
+        --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_WINDOW" --warmup 0.5 >"$WORK/load-$1.json"
 }
 
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
@@ -131,64 +136,82 @@ checkpoint_rows() { # db where
     esac
 }
 
-now_ns() { date +%s%N; }
-
 for db in $DBS; do load_base "$db"; done
+
+# pairs TAG: ROUNDS alternations of S seconds of raw argon2 then S seconds of
+# the API (serve already up), so both see the same machine; appends
+# "raw api ok other p50 p99" lines to $WORK/pairs-TAG. The CPU this machine
+# gives varies by minutes (other work), so only adjacent windows compare.
+pairs() {
+    local tag=$1 r raw
+    for r in $(seq 1 "$ROUNDS"); do
+        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
+        raw=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt")
+        load "$tag-$r"
+        local j="$WORK/load-$tag-$r.json"
+        echo "$raw $(field "$j" rate) $(field "$j" ok) $(( $(field "$j" other) + $(field "$j" errors) )) \
+$(field "$j" p50_ms) $(field "$j" p99_ms)" >>"$WORK/pairs-$tag"
+        if [ -n "${APPLY_PID:-}" ] && ! kill -0 "$APPLY_PID" 2>/dev/null; then
+            log "$tag: the cutover ended after $r of $ROUNDS rounds"
+            break
+        fi
+    done
+}
+
+# summary TAG -> "ratio raw api failed p50 p99": medians over the rounds.
+summary() {
+    "$PY" - "$WORK/pairs-$1" <<'PY'
+import statistics as st, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+m = lambda i: st.median(r[i] for r in rows)
+print(f"{st.median(r[1] / r[0] for r in rows):.3f} {m(0):.1f} {m(1):.1f} "
+      f"{int(sum(r[3] for r in rows))} {m(4):.1f} {m(5):.1f} {len(rows)}")
+PY
+}
 
 for run in $(seq 1 "$RUNS"); do
     for db in $DBS; do
-        # Raw argon2 on every core, nothing else running.
-        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw-$run.txt"
-        raw=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw-$run.txt")
-        log "$db run $run: raw argon2 $raw verifies/s ($(cat "$WORK/raw-$run.txt"))"
-
-        # The API, no cutover running (the cutover is scheduled for 2099).
+        # No cutover running (the example's cutover is scheduled for 2099).
         where=$(fresh_copy "$db" "v_${db}_$run")
         start_serve "$(url_of "$db" "$where")" "$WORK/steady" "steady-$db-$run"
-        load "steady-$db-$run"
+        APPLY_PID=""
+        pairs "steady-$db-$run"
         stop_serve
         drop_copy "$db" "$where"
-        api=$(field "$WORK/load-steady-$db-$run.json" rate)
-        log "$db run $run: API $api verifies/s ($(cat "$WORK/load-steady-$db-$run.json"))"
+        read -r ratio raw api failed p50 p99 rounds < <(summary "steady-$db-$run")
+        log "$db run $run: API/raw $ratio (raw $raw/s, API $api/s over $rounds rounds)"
 
-        # The API while `credshift apply` backfills the same store.
+        # The same while `credshift apply` backfills the same store: both the
+        # raw windows and the API windows share the cores with the backfill.
         where=$(fresh_copy "$db" "w_${db}_$run")
         url=$(url_of "$db" "$where")
         manifests "$WORK/live-$run" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         start_serve "$url" "$WORK/live-$run" "cutover-$db-$run"
         ( "$BIN" apply -f "$WORK/live-$run" --store "$url" >"$WORK/apply-$db-$run.out" 2>&1
-          echo $? >"$WORK/apply-$db-$run.rc"; now_ns >"$WORK/apply-$db-$run.end" ) &
-        apply_pid=$!
+          echo $? >"$WORK/apply-$db-$run.rc" ) &
+        APPLY_PID=$!
         until [ "$(checkpoint_rows "$db" "$where")" -ge 1 ]; do
-            kill -0 "$apply_pid" 2>/dev/null || break
+            kill -0 "$APPLY_PID" 2>/dev/null || break
             sleep 0.05
         done
-        t0=$(( $(now_ns) + 1000000000 )) # after the load's 1 s warm-up
-        load "cutover-$db-$run"
-        t1=$(now_ns)
-        wait "$apply_pid"
+        pairs "cutover-$db-$run"
+        wait "$APPLY_PID"
+        APPLY_PID=""
         [ "$(cat "$WORK/apply-$db-$run.rc")" = 0 ] \
             || { echo "apply failed:" >&2; cat "$WORK/apply-$db-$run.out" >&2; exit 2; }
         c=$(counts "$db" "$where")
         [ "$c" = "$N $N $N" ] || { echo "$db run $run: after the cutover counts $c, expected $N $N $N" >&2; exit 2; }
         stop_serve
         drop_copy "$db" "$where"
-        end=$(cat "$WORK/apply-$db-$run.end")
-        overlap=$(awk -v a="$t0" -v b="$t1" -v e="$end" 'BEGIN{o=(e-a)/(b-a); if(o>1)o=1; if(o<0)o=0; printf "%.2f", o}')
-        cut=$(field "$WORK/load-cutover-$db-$run.json" rate)
-        failed=0
-        for tag in "steady-$db-$run" "cutover-$db-$run"; do
-            for k in other errors; do failed=$((failed + $(field "$WORK/load-$tag.json" "$k"))); done
-        done
-        log "$db run $run: API during the cutover $cut verifies/s, backfill overlap $overlap ($(cat "$WORK/load-cutover-$db-$run.json"))"
-        record db="$db" run="$run" raw="$raw" api="$api" cut="$cut" failed="$failed" overlap="$overlap" \
-            p50_ms="$(field "$WORK/load-steady-$db-$run.json" p50_ms)" \
-            p99_ms="$(field "$WORK/load-steady-$db-$run.json" p99_ms)" \
-            cut_p99_ms="$(field "$WORK/load-cutover-$db-$run.json" p99_ms)"
+        read -r cratio craw capi cfailed _ cp99 crounds < <(summary "cutover-$db-$run")
+        log "$db run $run: during the cutover API/raw $cratio (raw $craw/s, API $capi/s over $crounds rounds)"
+        record db="$db" run="$run" raw="$raw" api="$api" ratio="$ratio" cut_raw="$craw" cut="$capi" \
+            cut_ratio="$cratio" cut_rounds="$crounds" failed=$((failed + cfailed)) \
+            p50_ms="$p50" p99_ms="$p99" cut_p99_ms="$cp99"
     done
 done
 
-echo "# credshift verify benchmark: $N members, $RUNS runs, ${SECONDS_PER_WINDOW}s windows, $CONCURRENCY connections$([ "$QUICK" = 1 ] && echo ' (quick)')"
+echo "# credshift verify benchmark: $N members, $RUNS runs of $ROUNDS window pairs of ${SECONDS_PER_WINDOW}s, $CONCURRENCY connections$([ "$QUICK" = 1 ] && echo ' (quick)')"
 echo
 cat "$WORK/machine.txt"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
