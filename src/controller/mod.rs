@@ -22,8 +22,8 @@ use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store as Cache};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -313,13 +313,11 @@ async fn reconcile_all(leader: Leader) {
         },
     );
     let (refresh_policies, refresh_requests) = futures::channel::mpsc::unbounded();
+    let (policies_cache, policies_stream) = slim_watch(policies_api);
     let policy_controller =
-        Controller::new(policies_api, watcher::Config::default().any_semantic())
-            .reconcile_all_on(refresh_requests);
-    let cutover_controller = Controller::new(
-        cutovers_api.clone(),
-        watcher::Config::default().any_semantic(),
-    );
+        Controller::for_stream(policies_stream, policies_cache).reconcile_all_on(refresh_requests);
+    let (cutovers_cache, cutovers_stream) = slim_watch(cutovers_api.clone());
+    let cutover_controller = Controller::for_stream(cutovers_stream, cutovers_cache);
     let ctx = Arc::new(Context {
         client,
         store,
@@ -385,6 +383,39 @@ async fn reconcile_all(leader: Leader) {
         cutovers,
         recovery::sweep_and_deliver(ctx, delivery)
     );
+}
+
+/// A watch of `api` feeding a cache, with each object's `managedFields` and
+/// kubectl's last-applied annotation dropped before it is cached: nothing
+/// here reads them, and they were most of the controller's idle memory
+/// (about 35 KB per policy; BENCHMARKS.md, the controller idle).
+fn slim_watch<K>(
+    api: Api<K>,
+) -> (
+    Cache<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (cache, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|o: &mut K| {
+            o.managed_fields_mut().clear();
+            o.annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
+        .reflect(writer)
+        .touched_objects();
+    (cache, stream)
 }
 
 /// Waits until a watch cache holds its first full list. The cache's
