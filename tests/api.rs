@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use credshift::store::{RecoveryCounts, Store};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use support::http::{self, Response};
 use support::smtp::{Mail, SmtpServer};
+use support::tokens::{Tokens, random_bytes};
 
 const REALM: &str = "wakwak";
 const SUPPORT: &str = "support-portal";
@@ -51,29 +51,6 @@ fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn random_hex(bytes: usize) -> String {
-    random_bytes(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    use std::io::Read as _;
-    let mut out = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut out))
-        .expect("/dev/urandom");
-    out
-}
-
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The value of `key:` in the example policy's self-service mail section.
 fn policy_mail_field(key: &str) -> String {
     let text = std::fs::read_to_string(example_dir().join("policy.yaml")).expect("policy.yaml");
@@ -83,58 +60,6 @@ fn policy_mail_field(key: &str) -> String {
         .find(|l| l.starts_with(&format!("{key}:")))
         .unwrap_or_else(|| panic!("no {key}: in policy.yaml"));
     line[key.len() + 1..].trim().trim_matches('"').to_owned()
-}
-
-/// Bearer tokens of one serve, one per caller in the token file.
-#[derive(Debug, Clone)]
-struct Tokens {
-    portal: String,
-    utility: String,
-    helpdesk: String,
-    /// The help desk's administrator (channel helpdesk, administrator: true).
-    admin: String,
-    radius: String,
-}
-
-impl Tokens {
-    fn new() -> Tokens {
-        let t = |name: &str| format!("{name}-{}", random_hex(24));
-        Tokens {
-            portal: t("portal"),
-            utility: t("utility"),
-            helpdesk: t("helpdesk"),
-            admin: t("admin"),
-            radius: t("radius"),
-        }
-    }
-
-    fn all(&self) -> [&str; 5] {
-        [
-            &self.portal,
-            &self.utility,
-            &self.helpdesk,
-            &self.admin,
-            &self.radius,
-        ]
-    }
-
-    fn yaml(&self) -> String {
-        let entry = |name: &str, channel: &str, token: &str, admin: bool| {
-            format!(
-                "  - name: {name}\n    channel: {channel}\n    realms: [{REALM}]\n    sha256: {}\n    administrator: {admin}\n",
-                sha256_hex(token)
-            )
-        };
-        [
-            "tokens:\n".to_owned(),
-            entry("portal", "portal", &self.portal, false),
-            entry("utility", "utility", &self.utility, false),
-            entry("helpdesk", "helpdesk", &self.helpdesk, false),
-            entry("admin", "helpdesk", &self.admin, true),
-            entry("radius", "radius", &self.radius, false),
-        ]
-        .concat()
-    }
 }
 
 /// How to start a serve.
@@ -262,7 +187,7 @@ impl Serve {
         );
         let tokens = Tokens::new();
         let tokens_file = dir.path().join("tokens.yaml");
-        std::fs::write(&tokens_file, tokens.yaml()).expect("tokens file");
+        std::fs::write(&tokens_file, tokens.yaml(REALM)).expect("tokens file");
         let outbox_key_bytes = random_bytes(32);
         let outbox_key = {
             use base64::Engine as _;

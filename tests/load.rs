@@ -27,7 +27,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Barrier;
@@ -36,10 +36,11 @@ use std::time::{Duration, Instant};
 use credshift::hashing::{Argon2Params, Secret, hash_password};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 use sqlx::Connection as _;
 use support::http;
 use support::smtp::SmtpServer;
+use support::tokens::{Tokens, random_bytes, random_hex};
 
 const REALM: &str = "wakwak";
 const CUTOVER: &str = "default/split-login-2018";
@@ -78,22 +79,6 @@ const DEMO: [(&str, &str); 6] = [
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split")
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut out = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut out))
-        .expect("/dev/urandom");
-    out
-}
-
-fn random_hex(bytes: usize) -> String {
-    hex(&random_bytes(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -368,43 +353,6 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Bearer tokens of the callers in the token file.
-struct Tokens {
-    portal: String,
-    utility: String,
-    helpdesk: String,
-    /// The RADIUS servers, which verify connection passwords.
-    radius: String,
-}
-
-impl Tokens {
-    fn new() -> Tokens {
-        let t = |name: &str| format!("{name}-{}", random_hex(24));
-        Tokens {
-            portal: t("portal"),
-            utility: t("utility"),
-            helpdesk: t("helpdesk"),
-            radius: t("radius"),
-        }
-    }
-
-    fn yaml(&self) -> String {
-        let mut out = String::from("tokens:\n");
-        for (name, token) in [
-            ("portal", &self.portal),
-            ("utility", &self.utility),
-            ("helpdesk", &self.helpdesk),
-            ("radius", &self.radius),
-        ] {
-            let digest = hex(&Sha256::digest(token.as_bytes()));
-            out.push_str(&format!(
-                "  - name: {name}\n    channel: {name}\n    realms: [{REALM}]\n    sha256: {digest}\n"
-            ));
-        }
-        out
     }
 }
 
@@ -1489,7 +1437,7 @@ fn two_hundred_clients_during_a_cutover() {
     std::fs::write(manifests.join("cutover.yaml"), cutover).expect("cutover");
 
     let tokens = Tokens::new();
-    std::fs::write(dir.path().join("tokens.yaml"), tokens.yaml()).expect("tokens");
+    std::fs::write(dir.path().join("tokens.yaml"), tokens.yaml(REALM)).expect("tokens");
     let outbox_key = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(random_bytes(32))

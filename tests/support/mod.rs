@@ -10,6 +10,7 @@ pub mod kube;
 pub mod postgres;
 pub mod smtp;
 pub mod stores;
+pub mod tokens;
 
 use std::path::PathBuf;
 
