@@ -26,15 +26,7 @@ parse_common "$@"
 check_tools
 init_work
 build_credshift
-case " $DBS " in *" postgres "*) pg_start ;; esac
-machine_description >"$WORK/machine.txt"
-
-N=$ACCOUNTS
-
-log "making 8 argon2id hashes with credshift accounts set-password"
-make_hashes 8
-log "generating $N members"
-gen_members "$N" "$WORK/members.csv"
+prepare_members
 # The first generated member and its login password, to check a copied hash verifies.
 read -r FIRST_LOGIN FIRST_PW < <("$PY" - "$WORK/members.csv" "$WORK/hashes.tsv" <<'EOF'
 import csv, sys

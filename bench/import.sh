@@ -23,14 +23,7 @@ parse_common "$@"
 check_tools
 init_work
 build_credshift
-case " $DBS " in *" postgres "*) pg_start ;; esac
-machine_description >"$WORK/machine.txt"
-
-N=$ACCOUNTS
-log "making 8 argon2id hashes with credshift accounts set-password"
-make_hashes 8
-log "generating $N members"
-gen_members "$N" "$WORK/members.csv"
+prepare_members
 FILE_SIZE=$(du -h "$WORK/members.csv" | cut -f1)
 
 baseline() { # db run

@@ -256,6 +256,19 @@ make_hashes() {
     rm -f "$db" "$db-wal" "$db-shm" "$WORK/hashes.csv"
 }
 
+# The common start of a data benchmark: PostgreSQL if asked for, the machine
+# description, 8 real argon2id hashes and $ACCOUNTS generated members in
+# $WORK/members.csv (none of it timed). Sets N.
+prepare_members() {
+    case " $DBS " in *" postgres "*) pg_start ;; esac
+    machine_description >"$WORK/machine.txt"
+    N=$ACCOUNTS
+    log "making 8 argon2id hashes with credshift accounts set-password"
+    make_hashes 8
+    log "generating $N members"
+    gen_members "$N" "$WORK/members.csv"
+}
+
 # gen_members N FILE: the member CSV (login_id,base_email,login,mail).
 gen_members() {
     "$PY" "$BENCH_DIR/gen_members.py" --accounts "$1" --hashes "$WORK/hashes.tsv" --out "$2" \

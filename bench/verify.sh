@@ -56,14 +56,7 @@ if [ -z "$RAW_BIN" ]; then
         RAW_BIN=$target/release/examples/argon2_rate
     fi
 fi
-case " $DBS " in *" postgres "*) pg_start ;; esac
-machine_description >"$WORK/machine.txt"
-N=$ACCOUNTS
-
-log "making 8 argon2id hashes with credshift accounts set-password"
-make_hashes 8
-log "generating $N members"
-gen_members "$N" "$WORK/members.csv"
+prepare_members
 # 20,000 random members with their passwords, for the load.
 "$PY" - "$WORK/members.csv" "$WORK/hashes.tsv" "$WORK/sample.tsv" <<'PY'
 import csv, random, sys

@@ -23,11 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let pairs: Vec<(String, String)> = std::fs::read_to_string(&file)?
         .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| {
+            // The line holds a password: name it by number only.
             l.split_once('\t')
                 .map(|(p, h)| (p.to_owned(), h.to_owned()))
-                .ok_or_else(|| format!("{file}: not `password<TAB>phc`: {l:?}"))
+                .ok_or_else(|| format!("{file}:{}: not `password<TAB>phc`", i + 1))
         })
         .collect::<Result<_, _>>()?;
     if pairs.is_empty() {
