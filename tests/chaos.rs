@@ -363,6 +363,29 @@ async fn checkpoint(conn: &mut sqlx::PgConnection) -> Option<(String, i64, i64)>
         .expect("read the checkpoint")
 }
 
+/// Waits until no session but this one is left on this database (the killed
+/// controller's backends have committed or rolled back and exited).
+async fn sessions_ended(conn: &mut sqlx::PgConnection) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .expect("read pg_stat_activity");
+        if others == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{others} sessions of the killed controller still open after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// (phase, done, total) of a cutover's status.
 fn progress(c: &CredentialCutover) -> (Option<CutoverPhase>, i64, i64) {
     let status = c.status.as_ref();
@@ -458,33 +481,40 @@ impl Rng {
 /// Where one kill landed.
 #[derive(Debug)]
 struct Kill {
-    /// Progress in the cutover's status when the kill was decided.
-    status_done: i64,
     /// The checkpoint right after the process died.
     checkpoint_done: i64,
-    /// From the (re)start to the status showing progress beyond the previous kill.
+    /// Progress in the cutover's status right after the kill.
+    status_done: i64,
+    /// From the (re)start to this incarnation's first committed batch.
     resumed_after: Duration,
-    /// Accounts this incarnation split from then to its kill, and in how long.
+    /// Accounts this incarnation split from its first batch to its kill, and in how long.
     ran: (i64, Duration),
 }
 
 // ---------------------------------------------------------------------------
 
 /// Injected: `kill -9` of the only controller at 25 random points of a
-/// running 200,000-account cutover on PostgreSQL (points drawn from a seeded
-/// generator: one in each 25th of 2-90 % of the progress, then 0-250 ms more,
-/// about one reconcile cycle, so that kills land inside batch transactions,
-/// progress counts and status writes alike); after each kill
-/// it is started again (same identity, so it takes the lease back at once).
-/// Checked: every kill interrupted a running cutover (the status showed this
-/// incarnation's progress and the checkpoint after the kill is strictly
-/// between the previous kill's and the total); after the last restart the
-/// cutover reaches Completed 200000/200000 and `assert_split_exactly_once`
-/// holds against a snapshot taken before the cutover.
+/// running 200,000-account cutover on PostgreSQL; after each kill it is
+/// started again (same identity, so it takes the lease back at once).
+/// The points are drawn from a seeded generator as a number of accounts, not
+/// a time, so that they spread over the cutover on a fast machine as on a
+/// slow one: each incarnation is killed once it has split a random number of
+/// accounts past its first committed batch, between none and its even share
+/// of what is left up to 90 %. The checkpoint is polled every 5 ms, so kills
+/// land at arbitrary moments of batch transactions, progress counts and
+/// status writes alike.
+/// Checked: every kill interrupted a running cutover (this incarnation
+/// committed a batch, and the checkpoint after the kill is strictly between
+/// the previous kill's and the total); the status never goes backwards; after
+/// the last restart the cutover reaches Completed 200000/200000 and
+/// `assert_split_exactly_once` holds against a snapshot taken before the
+/// cutover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgres_loses_nothing() {
     const ACCOUNTS: i64 = 200_000;
     const KILLS: usize = 25;
+    /// The kills are spread up to this share of the accounts.
+    const SPREAD_TO: f64 = 0.90;
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
     let seed = std::env::var("CREDSHIFT_CHAOS_SEED")
@@ -515,11 +545,6 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
         .await
         .expect("connect to the store");
 
-    let (lo, hi) = (0.02, 0.90);
-    let stratum = (hi - lo) / KILLS as f64;
-    let targets: Vec<i64> = (0..KILLS)
-        .map(|k| ((lo + stratum * (k as f64 + rng.unit())) * ACCOUNTS as f64) as i64)
-        .collect();
     let start = |run: usize| {
         let log_dir = dir.path().join(format!("run-{run:02}"));
         std::fs::create_dir_all(&log_dir).expect("log dir");
@@ -529,38 +554,40 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
     let mut kills: Vec<Kill> = Vec::new();
     let mut ctl = start(0);
     let mut restarted = Instant::now();
-    for (k, &target) in targets.iter().enumerate() {
+    for k in 0..KILLS {
         let last = kills.last().map_or(0, |k| k.checkpoint_done);
         let deadline = Instant::now() + Duration::from_secs(180);
-        let mut resumed: Option<(Instant, i64)> = None;
-        let (status_done, resumed_at, resumed_from) = loop {
+        // (when, checkpoint) of this incarnation's first committed batch, and
+        // how many accounts it may split after that.
+        let mut resumed: Option<(Instant, i64, i64)> = None;
+        let (resumed_at, resumed_from) = loop {
             assert_running(&mut ctl, &format!("before kill {k}"));
-            let seen = cutovers.get(CUTOVER).await.ok();
-            let (phase, done, total) = seen.as_ref().map_or((None, 0, 0), progress);
-            let (cp_phase, cp_done, _) = checkpoint(&mut conn)
+            let (cp_phase, cp_done, cp_total) = checkpoint(&mut conn)
                 .await
                 .unwrap_or_else(|| ("none".into(), 0, 0));
-            let finishing = phase == Some(CutoverPhase::Running) && done >= total;
             assert!(
-                cp_phase != "completed" && phase != Some(CutoverPhase::Completed) && !finishing,
-                "the cutover (nearly) completed before kill {k} (target {target}, status \
-                 {done}/{total}): make it slower (smaller batchSize); kills so far: {kills:?}"
+                cp_phase != "completed",
+                "the cutover completed before kill {k} (checkpoint {cp_done}/{cp_total}); \
+                 kills so far: {kills:?}"
             );
-            if phase == Some(CutoverPhase::Running) && done > last {
-                let (at, from) = *resumed.get_or_insert((Instant::now(), done));
-                if cp_done >= target {
-                    let jitter = Duration::from_millis(rng.next() % 250);
-                    tokio::time::sleep(jitter).await;
-                    break (done, at, from);
+            if cp_phase == "running" && cp_done > last {
+                let (at, from, budget) = *resumed.get_or_insert_with(|| {
+                    let share = ((SPREAD_TO * ACCOUNTS as f64 - cp_done as f64)
+                        / (KILLS - k) as f64)
+                        .max(0.0);
+                    (Instant::now(), cp_done, (rng.unit() * share) as i64)
+                });
+                if cp_done >= from + budget {
+                    break (at, from);
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "kill {k}: progress did not pass {last} and reach {target} within 180 s \
-                 (status {done}, checkpoint {cp_done}); log ends:\n{}",
+                "kill {k}: the checkpoint did not pass {last} and reach its target within 180 s \
+                 (checkpoint {cp_phase} {cp_done}); log ends:\n{}",
                 tail(&ctl.log_text(), 40)
             );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         };
         ctl.kill();
         let killed_at = Instant::now();
@@ -569,15 +596,24 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
             "run {k}: {}",
             tail(&ctl.log_text(), 40)
         );
+        // A COMMIT the process sent before it died may still be applied:
+        // read the checkpoint once the server has ended its sessions.
+        sessions_ended(&mut conn).await;
         let (cp_phase, cp_done, cp_total) = checkpoint(&mut conn).await.expect("a checkpoint");
         assert!(
             cp_phase == "running" && last < cp_done && cp_done < cp_total,
             "kill {k} did not interrupt a running cutover: checkpoint {cp_phase} {cp_done}/{cp_total}, \
              previous kill at {last}"
         );
+        let status_done = cutovers
+            .get(CUTOVER)
+            .await
+            .ok()
+            .as_ref()
+            .map_or(0, |c| progress(c).1);
         kills.push(Kill {
-            status_done,
             checkpoint_done: cp_done,
+            status_done,
             resumed_after: resumed_at - restarted,
             ran: (cp_done - resumed_from, killed_at - resumed_at),
         });
@@ -595,8 +631,9 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
     let shown: Vec<i64> = kills.iter().map(|k| k.status_done).collect();
     assert_eq!(kills.len(), KILLS);
     assert!(
-        dones.windows(2).all(|w| w[0] < w[1]) && shown.windows(2).all(|w| w[0] < w[1]),
-        "progress increased across kills: checkpoint {dones:?}, status {shown:?}"
+        dones.windows(2).all(|w| w[0] < w[1]) && shown.windows(2).all(|w| w[0] <= w[1]),
+        "progress increased across kills, and the status never went back: checkpoint \
+         {dones:?}, status {shown:?}"
     );
     let (ran, ran_for) = kills
         .iter()
