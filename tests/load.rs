@@ -7,8 +7,11 @@
 //! `credshift serve` runs on the example policy with the 2018 split moved to
 //! a few seconds from now, delivering recovery mail to a real SMTP receiver;
 //! a real `credshift apply` (the file driver) runs the backfill with a small
-//! `batchSize`, so the cutover is genuinely in its dual-read phase while 200
-//! client threads call the API over HTTP. Each client owns one member whose
+//! `batchSize` while 200 client threads call the API over HTTP. Another
+//! transaction holds the row of an account the backfill reaches in its last
+//! batch until the load is over, so the whole load is answered in the
+//! dual-read phase however fast this machine is (it once was not: the
+//! backfill finished before the first change on a quiet machine). Each client owns one member whose
 //! password it knows and checks every answer it gets: changes of the support
 //! password (portal) and of the connection password (utility), self-service
 //! recovery of the support password (mail to the base address), recovery of
@@ -1232,6 +1235,68 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Another application's transaction holding one account row `FOR UPDATE`
+/// until released. The backfill batch that reaches that account waits for it
+/// (its copy takes a key-share lock on the row), so the cutover stays in its
+/// dual-read phase for as long as the hold lasts, on a fast machine as on a
+/// slow one; nothing else waits, since no client touches that account.
+struct RowHold {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RowHold {
+    /// Locks account `id` and returns once the lock is held.
+    fn start(url: &str, id: i64) -> RowHold {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held) = std::sync::mpsc::channel::<()>();
+        let url = url.to_owned();
+        let thread = std::thread::spawn(move || {
+            block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("the holder connects");
+                let mut tx = conn.begin().await.expect("BEGIN");
+                sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("lock the held account");
+                let _ = held_tx.send(());
+                // Sender dropped or a message: either way, let go.
+                let _ = released.recv();
+                tx.commit().await.expect("COMMIT the hold");
+            })
+        });
+        held.recv().expect("the holder locked its row");
+        RowHold { release, thread }
+    }
+
+    fn release(self) {
+        let _ = self.release.send(());
+        self.thread.join().expect("the holder");
+    }
+}
+
+/// The in-scope account (holding `login`) with the highest id that no client
+/// knows: the backfill reaches it in its last batches. [`RowHold`] holds it.
+async fn last_unknown_in_scope(url: &str, known: &[Member]) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let known: Vec<String> = known.iter().map(|m| m.login_id.clone()).collect();
+    let id: i64 = sqlx::query_scalar(
+        "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id \
+         WHERE a.realm = $1 AND c.name = 'login' AND a.login_id <> ALL($2) \
+         ORDER BY a.id DESC LIMIT 1",
+    )
+    .bind(REALM)
+    .bind(&known)
+    .fetch_one(&mut conn)
+    .await
+    .expect("the last unknown account in scope");
+    let _ = conn.close().await;
+    id
+}
+
 /// `credshift_api_requests_total{endpoint, outcome}` from /metrics.
 fn metric(text: &str, endpoint: &str, outcome: &str) -> usize {
     let (e, o) = (
@@ -1482,6 +1547,14 @@ fn two_hundred_clients_during_a_cutover() {
         eprintln!("serve started late: the before-`at` check is skipped");
     }
 
+    // Another application holds one account the backfill reaches in its last
+    // batches, so the whole load runs in the dual-read phase however fast the
+    // backfill is; it lets go once the load is over.
+    let hold = RowHold::start(
+        &store,
+        block_on(last_unknown_in_scope(&store, &population.known)),
+    );
+
     // From `at`: `apply` (file driver) runs the backfill while the load runs.
     std::thread::sleep(Duration::from_millis(
         (at.as_millisecond() - Timestamp::now().as_millisecond()).max(0) as u64 + 200,
@@ -1548,6 +1621,7 @@ fn two_hundred_clients_during_a_cutover() {
                 .collect();
             let elapsed = load_started.elapsed();
             let metrics = http::get(port, "/metrics").1;
+            hold.release();
             drop(_stop);
             (
                 watcher.join().expect("monitor"),
@@ -1592,9 +1666,17 @@ fn two_hundred_clients_during_a_cutover() {
             .map(|(end, start)| end.duration_since(start)),
         completed_at.map(|t| t.duration_since(load_started)),
     );
+    let at_load_end = samples
+        .iter()
+        .rfind(|(t, _)| *t <= load_started + load_elapsed)
+        .and_then(|(_, cp)| cp.clone());
+    eprintln!("checkpoint when the load ended: {at_load_end:?}");
     assert!(
-        dual_changes > 0 && dual_verifies > 0,
-        "the API must have answered changes and verifies in the dual-read phase"
+        dual_read.len() == load_calls.len() && dual_changes > 0 && dual_verifies > 0,
+        "the whole load must be answered in the dual-read phase ({} of {} were; the held \
+         account keeps the backfill from completing), changes and verifies among it",
+        dual_read.len(),
+        load_calls.len()
     );
 
     // `apply` completes the cutover.
