@@ -1,6 +1,8 @@
 //! The physical limit for `bench/verify.sh`: raw argon2 verifies per second on
-//! this machine's cores, with the same `argon2` crate and the same PHC strings
-//! that the API verifies, and nothing else (no HTTP, no store, no pool).
+//! this machine's cores, with the same PHC strings that the API verifies and
+//! the same verify function (`credshift::hashing::verify_password`: the
+//! `argon2` crate into a block array each thread reuses), and nothing else
+//! (no HTTP, no store, no pool).
 //!
 //!     cargo run --release --example argon2_rate -- HASHES.tsv SECONDS [THREADS]
 //!
@@ -10,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::{PasswordHash, PasswordVerifier as _};
+use credshift::hashing::{Secret, verify_password};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -35,11 +37,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if pairs.is_empty() {
         return Err(format!("{file}: no hashes").into());
     }
-    for (password, phc) in &pairs {
-        let hash = PasswordHash::new(phc).map_err(|e| format!("{file}: {e}"))?;
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .map_err(|e| format!("{file}: a pair does not verify: {e}"))?;
+    let pairs: Vec<(Secret, String)> = pairs
+        .into_iter()
+        .map(|(p, h)| (Secret::new(p), h))
+        .collect();
+    for (i, (password, phc)) in pairs.iter().enumerate() {
+        if !verify_password(password, phc).map_err(|e| format!("{file}: pair {}: {e}", i + 1))? {
+            return Err(format!("{file}: pair {} does not verify", i + 1).into());
+        }
     }
 
     let stop = AtomicBool::new(false);
@@ -53,12 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 while !stop.load(Ordering::Relaxed) {
                     let (password, phc) = &pairs[i % pairs.len()];
                     // Parsed every time, as the API parses the stored string.
-                    let ok = PasswordHash::new(phc).is_ok_and(|h| {
-                        argon2::Argon2::default()
-                            .verify_password(password.as_bytes(), &h)
-                            .is_ok()
-                    });
-                    if ok {
+                    if verify_password(password, phc).unwrap_or(false) {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     i += threads;

@@ -13,7 +13,7 @@ pub use pool::HashPool;
 pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, Sealer};
 pub use secret::Secret;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHash, PasswordHasher};
 
 /// A hash format credshift can verify. Only [`Scheme::Argon2id`] is ever written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,11 +185,8 @@ pub fn verify_password(password: &Secret, hash: &str) -> Result<bool, HashError>
         Scheme::Argon2id | Scheme::Argon2i | Scheme::Argon2d => {
             let parsed = PasswordHash::new(body)
                 .map_err(|_| HashError::malformed(scheme, "not a valid PHC string"))?;
-            match Argon2::default().verify_password(pw, &parsed) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                Err(_) => Err(HashError::malformed(scheme, "cannot be verified")),
-            }
+            verify_argon2(pw, &parsed)
+                .ok_or_else(|| HashError::malformed(scheme, "cannot be verified"))
         }
         Scheme::Bcrypt => {
             bcrypt::verify(pw, body).map_err(|_| HashError::malformed(scheme, "cannot be verified"))
@@ -200,6 +197,51 @@ pub fn verify_password(password: &Secret, hash: &str) -> Result<bool, HashError>
             legacy::verify_ldap(scheme, pw, body)
         }
     }
+}
+
+/// Block arrays up to this size (64 MiB, three times the default cost) are
+/// kept by each hashing thread for its next hash; larger ones (a legacy
+/// argon2 hash with a huge `m`) are allocated for one hash only.
+const KEEP_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// The argon2 block array of this thread's last hash. Reusing it saves
+    /// mapping and zeroing 19 MiB per verify (page faults and memset took
+    /// about 9 % of an API verify's CPU, BENCHMARKS.md). argon2 overwrites
+    /// every block before it reads it, so what a previous hash left is never
+    /// used. Freed when the thread ends (tokio ends idle blocking threads
+    /// after 10 s); the contents are argon2 state, as freed memory was before.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Recomputes an argon2 PHC hash with its own variant, version and
+/// parameters into this thread's block array, and compares in constant time.
+/// `None`: the string cannot be verified (bad parameters, salt or output).
+fn verify_argon2(password: &[u8], parsed: &PasswordHash) -> Option<bool> {
+    use subtle::ConstantTimeEq as _;
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+    let version = match parsed.version {
+        Some(v) => argon2::Version::try_from(v).ok()?,
+        None => argon2::Version::default(),
+    };
+    let params = argon2::Params::try_from(parsed).ok()?;
+    let (salt, expected) = (parsed.salt.as_ref()?, parsed.hash.as_ref()?);
+    let blocks = params.block_count();
+    let hasher = Argon2::new(algorithm, version, params);
+    let mut output = [0u8; argon2::password_hash::phc::Output::MAX_LENGTH];
+    let output = output.get_mut(..expected.len())?;
+    let hashed = if blocks <= KEEP_BLOCKS {
+        BLOCKS.with_borrow_mut(|kept| {
+            if kept.len() < blocks {
+                kept.resize(blocks, argon2::Block::new());
+            }
+            hasher.hash_password_into_with_memory(password, salt, output, &mut kept[..blocks])
+        })
+    } else {
+        hasher.hash_password_into(password, salt, output)
+    };
+    hashed.ok()?;
+    Some(output.ct_eq(expected.as_bytes()).into())
 }
 
 /// Whether a hash that just verified should be replaced by one made with
@@ -243,6 +285,51 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(verify_password(&pw, &hash).unwrap());
         assert!(!verify_password(&Secret::from("correct horsE"), &hash).unwrap());
+    }
+
+    /// The thread's reused block array gives the same answers as the argon2
+    /// crate's own verify (a fresh zeroed array each time) for every variant,
+    /// both versions, other output lengths and lanes, and a hash too large to
+    /// keep: hashed in an order that leaves a larger, dirty array behind.
+    #[test]
+    fn verify_with_reused_blocks_agrees_with_the_argon2_crate() {
+        use argon2::password_hash::CustomizedPasswordHasher as _;
+        use argon2::{Algorithm, Params, PasswordVerifier as _, Version};
+        let cases = [
+            (Algorithm::Argon2id, Version::V0x13, 2048, 2, 1, 32),
+            (Algorithm::Argon2id, Version::V0x13, 64, 1, 1, 32),
+            (Algorithm::Argon2i, Version::V0x13, 1024, 3, 2, 24),
+            (Algorithm::Argon2d, Version::V0x10, 512, 1, 4, 64),
+            (Algorithm::Argon2id, Version::V0x10, 4096, 1, 1, 16),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                KEEP_BLOCKS as u32 + 8,
+                1,
+                1,
+                32,
+            ),
+            (Algorithm::Argon2i, Version::V0x13, 256, 2, 1, 32),
+        ];
+        for (algorithm, version, m, t, p, len) in cases {
+            let params = Params::new(m, t, p, Some(len)).unwrap();
+            let hash = Argon2::default()
+                .hash_password_customized(
+                    b"correct horse",
+                    b"saltsaltsaltsalt",
+                    Some(algorithm.as_str()),
+                    Some(version.into()),
+                    params,
+                )
+                .unwrap()
+                .to_string();
+            let parsed = PasswordHash::new(&hash).unwrap();
+            for pw in [&b"correct horse"[..], b"correct horsE", b""] {
+                let reference = Argon2::default().verify_password(pw, &parsed).is_ok();
+                assert_eq!(verify_argon2(pw, &parsed), Some(reference), "{hash} {pw:?}");
+            }
+            assert!(verify_argon2(b"correct horse", &parsed).unwrap(), "{hash}");
+        }
     }
 
     #[test]
