@@ -608,6 +608,7 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
     })
     .await
     .expect("watch kubectl get");
+    eprintln!("kubectl get showed: {seen:?}");
     let phases: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(phases.first(), Some(&"Scheduled"), "{seen:?}");
     assert_eq!(
