@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use credshift::engine::cutover::{Phase, advance};
-use credshift::engine::members::{Realm, Refusal};
-use credshift::engine::model::{CutoverProgress, Recovery};
+use credshift::engine::members::{LoginVerify, Realm, Refusal};
+use credshift::engine::model::Recovery;
 use credshift::engine::{Passwords, VerifyOutcome};
 use credshift::hashing::{HashPool, Secret};
-use credshift::store::{Account, CredentialWrite, Expected, Store, WriteKind};
+use credshift::store::{Account, AccountState, CredentialWrite, Expected, Store, WriteKind};
 use jiff::Timestamp;
 
 use support::stores::TestStore;
@@ -90,13 +90,36 @@ async fn member(store: &Store, login_id: &str) -> Account {
 async fn realm_now(store: &Store) -> Realm {
     let mut realm = wakwak();
     for (c, progress) in &mut realm.cutovers {
-        *progress = match store.checkpoint_phase(&c.name).await.expect("checkpoint") {
-            None => CutoverProgress::NotStarted,
-            Some(credshift::store::CheckpointPhase::Running) => CutoverProgress::Running,
-            Some(_) => CutoverProgress::Completed,
-        };
+        *progress = store
+            .checkpoint_phase(&c.name)
+            .await
+            .expect("checkpoint")
+            .into();
     }
     realm
+}
+
+/// What a verify by login ID answers now.
+async fn verify_login(
+    store: &Store,
+    login_id: &str,
+    purpose: &str,
+    pw: &str,
+    now: Timestamp,
+) -> Option<LoginVerify> {
+    // The realm as loaded, progress unknown: a verify reads the cutover's
+    // progress in the same snapshot as the hash.
+    wakwak()
+        .verify(
+            store,
+            &HashPool::default(),
+            login_id,
+            purpose,
+            Secret::from(pw),
+            now,
+        )
+        .await
+        .expect("verify")
 }
 
 async fn verifies(
@@ -106,20 +129,9 @@ async fn verifies(
     pw: &str,
     now: Timestamp,
 ) -> bool {
-    let realm = realm_now(store).await;
     matches!(
-        realm
-            .verify(
-                store,
-                &HashPool::default(),
-                account,
-                purpose,
-                Secret::from(pw),
-                now
-            )
-            .await
-            .expect("verify"),
-        Some(VerifyOutcome::Match { .. })
+        verify_login(store, &account.login_id, purpose, pw, now).await,
+        Some(LoginVerify::Checked(VerifyOutcome::Match { .. }))
     )
 }
 
@@ -182,6 +194,55 @@ async fn one_login_password(db: TestStore) {
     assert!(verifies(&db.store, &a, "support-portal", OLD_LOGIN, before()).await);
     assert!(verifies(&db.store, &a, "connection", OLD_LOGIN, before()).await);
     assert!(!verifies(&db.store, &a, "support-portal", "something else", before()).await);
+}
+
+store_test!(
+    a_suspended_or_closed_member_verifies_like_an_unknown_login_id,
+    only_active_members_verify
+);
+/// A suspended or closed member's password verifies for no purpose, before
+/// or after the date, and the answer is the one an unknown login ID gets;
+/// reactivated, the same password works again.
+async fn only_active_members_verify(db: TestStore) {
+    let a = member(&db.store, "ab000090").await;
+    let t = at("2018-02-01T00:00:00Z");
+    for state in [AccountState::Suspended, AccountState::Closed] {
+        db.store
+            .set_account_state(&a, state, "test", t)
+            .await
+            .expect("set state");
+        for purpose in ["support-portal", "connection"] {
+            for now in [before(), after()] {
+                assert_eq!(
+                    verify_login(&db.store, &a.login_id, purpose, OLD_LOGIN, now).await,
+                    Some(LoginVerify::NoAccount),
+                    "{state:?} member, {purpose} at {now}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        verify_login(&db.store, "ab999999", "support-portal", OLD_LOGIN, after()).await,
+        Some(LoginVerify::NoAccount),
+        "an unknown login ID"
+    );
+    db.store
+        .set_account_state(&a, AccountState::Active, "test", t)
+        .await
+        .expect("reactivate");
+    assert!(verifies(&db.store, &a, "support-portal", OLD_LOGIN, before()).await);
+    assert_eq!(
+        verify_login(
+            &db.store,
+            &a.login_id,
+            "no-such-purpose",
+            OLD_LOGIN,
+            before()
+        )
+        .await,
+        None,
+        "an unknown purpose"
+    );
 }
 
 store_test!(

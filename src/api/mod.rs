@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::engine::members::{Realm, Refusal};
+use crate::engine::members::{LoginVerify, Realm, Refusal};
 use crate::engine::{EngineError, VerifyOutcome};
 use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
 use crate::store::StoreError;
@@ -122,18 +122,14 @@ impl Api {
             .inc();
     }
 
-    async fn realm(&self, name: &str) -> Result<Option<Realm>, EngineError> {
-        let found = self
-            .realms
+    /// The realm's policy and cutovers; their progress is not read here.
+    async fn realm(&self, name: &str) -> Option<Realm> {
+        self.realms
             .read()
             .await
             .iter()
             .find(|r| r.policy.realm == name)
-            .cloned();
-        match found {
-            Some(r) => Ok(Some(r.with_progress(&self.store).await?)),
-            None => Ok(None),
-        }
+            .cloned()
     }
 
     /// Counts a failed guess for (realm, login ID, purpose, client) before
@@ -288,12 +284,26 @@ async fn caller_for(
         ));
     }
     match api.realm(realm).await {
-        Ok(Some(r)) => Ok((caller, r)),
-        Ok(None) => Err(error(
+        Some(r) => Ok((caller, r)),
+        None => Err(error(
             StatusCode::NOT_FOUND,
             "unknown_realm",
             "no CredentialPolicy for that realm",
         )),
+    }
+}
+
+/// [`caller_for`], with the progress of the realm's cutovers read from the
+/// store, for the calls that route by it. (A verify reads it in its own
+/// snapshot.)
+async fn caller_with_progress(
+    api: &Api,
+    headers: &HeaderMap,
+    realm: &str,
+) -> Result<(Caller, Realm), Response> {
+    let (caller, realm) = caller_for(api, headers, realm).await?;
+    match realm.with_progress(&api.store).await {
+        Ok(realm) => Ok((caller, realm)),
         Err(e) => Err(internal(e)),
     }
 }
@@ -345,39 +355,42 @@ async fn verify(
         }
         Err(e) => return internal(e),
     }
-    let account = match api.active_account(&req.realm, &req.login_id).await {
-        Ok(a) => a,
+    // A login ID that cannot exist is looked up nowhere, and answered alike.
+    let checked = if crate::validate::login_id(&req.login_id).is_ok() {
+        realm
+            .verify(
+                &api.store,
+                &api.hasher,
+                &req.login_id,
+                &req.purpose,
+                password.clone(),
+                now,
+            )
+            .await
+    } else {
+        Ok(Some(LoginVerify::NoAccount))
+    };
+    let outcome = match checked {
+        Ok(Some(LoginVerify::Checked(o))) => o,
+        Ok(Some(LoginVerify::NoAccount)) => {
+            api.dummy_verify(password).await;
+            VerifyOutcome::NoCredential
+        }
+        Ok(None) => {
+            api.release_failure(&key, now).await;
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unknown_purpose",
+                "no such purpose in the policy",
+            );
+        }
         Err(e) => {
             api.release_failure(&key, now).await;
             return internal(e);
         }
     };
-    let outcome = match &account {
-        None => {
-            api.dummy_verify(password).await;
-            None
-        }
-        Some(a) => match realm
-            .verify(&api.store, &api.hasher, a, &req.purpose, password, now)
-            .await
-        {
-            Ok(Some(o)) => Some(o),
-            Ok(None) => {
-                api.release_failure(&key, now).await;
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "unknown_purpose",
-                    "no such purpose in the policy",
-                );
-            }
-            Err(e) => {
-                api.release_failure(&key, now).await;
-                return internal(e);
-            }
-        },
-    };
     match outcome {
-        Some(VerifyOutcome::Match { must_change, .. }) => {
+        VerifyOutcome::Match { must_change, .. } => {
             api.release_failure(&key, now).await;
             api.count("verify", "ok");
             reply(
@@ -385,7 +398,7 @@ async fn verify(
                 json!({ "result": "ok", "must_change": must_change }),
             )
         }
-        _ => {
+        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
             // The failure stays counted: its slot was reserved above.
             api.count("verify", "denied");
             pad(started, api.throttle.min_denial_time).await;
@@ -411,7 +424,7 @@ async fn change(
     Json(req): Json<ChangeRequest>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+    let (caller, realm) = match caller_with_progress(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -518,7 +531,7 @@ async fn recovery(
     Json(req): Json<RecoveryRequest>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+    let (caller, realm) = match caller_with_progress(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -587,7 +600,7 @@ async fn helpdesk_reset(
     headers: HeaderMap,
     Json(req): Json<ResetRequest>,
 ) -> Response {
-    let (caller, realm) = match caller_for(&api, &headers, &req.realm).await {
+    let (caller, realm) = match caller_with_progress(&api, &headers, &req.realm).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -17,7 +17,7 @@ use crate::resources::{
     ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy, CredentialPolicyStatus,
     RecoveryStatus, RouteStatus,
 };
-use crate::store::{CheckpointPhase, Store};
+use crate::store::Store;
 
 const KIND: &str = "CredentialPolicy";
 
@@ -51,17 +51,11 @@ pub async fn cutovers_of(
         if c.namespace().as_deref() != Some(namespace) || c.spec.policy_ref.name != policy_name {
             continue;
         }
-        let progress = match ctx
-            .store
-            .checkpoint_phase(&key(namespace, &c.name_any()))
-            .await?
-        {
-            None => CutoverProgress::NotStarted,
-            Some(CheckpointPhase::Running) => CutoverProgress::Running,
-            Some(CheckpointPhase::Completed | CheckpointPhase::Retired) => {
-                CutoverProgress::Completed
-            }
-        };
+        let progress = CutoverProgress::from(
+            ctx.store
+                .checkpoint_phase(&key(namespace, &c.name_any()))
+                .await?,
+        );
         out.push((c, progress));
     }
     out.sort_by_key(|(c, _)| c.creation_timestamp());

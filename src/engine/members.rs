@@ -9,9 +9,11 @@ use jiff::Timestamp;
 use super::EngineError;
 use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
 use super::passwords::{Passwords, VerifyOutcome};
-use super::routing::{Route, route_for};
+use super::routing::{Route, cutover_creating, route_for, route_through};
 use crate::hashing::{HashPool, Secret};
-use crate::store::{Account, CredentialWrite, Expected, Store, StoreError, WriteKind};
+use crate::store::{
+    Account, AccountState, CredentialWrite, Expected, Store, StoreError, WriteKind,
+};
 
 /// A realm's policy and its cutovers with their progress: everything routing needs.
 #[derive(Debug, Clone)]
@@ -29,6 +31,27 @@ pub struct Resolved {
     /// The credential a change (and its rules) applies to now: the source
     /// before the cutover, the purpose's own credential from `at` on.
     pub governing: String,
+}
+
+impl Resolved {
+    /// The route, for an account that holds the route's target or not.
+    fn new(route: Route, has_target: bool) -> Resolved {
+        Resolved {
+            answering: route.answering(has_target).to_owned(),
+            governing: route.governing().to_owned(),
+            route,
+        }
+    }
+}
+
+/// What a verification by login ID found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginVerify {
+    /// No active account by that login ID: unknown, suspended and closed
+    /// look alike.
+    NoAccount,
+    /// The account's password was checked.
+    Checked(VerifyOutcome),
 }
 
 /// Why a change was refused. Each has a stable code for API callers.
@@ -134,11 +157,7 @@ impl Realm {
     pub async fn with_progress(&self, store: &Store) -> Result<Realm, EngineError> {
         let mut out = self.clone();
         for (c, progress) in &mut out.cutovers {
-            *progress = match store.checkpoint_phase(&c.name).await? {
-                None => CutoverProgress::NotStarted,
-                Some(crate::store::CheckpointPhase::Running) => CutoverProgress::Running,
-                Some(_) => CutoverProgress::Completed,
-            };
+            *progress = store.checkpoint_phase(&c.name).await?.into();
         }
         Ok(out)
     }
@@ -155,22 +174,13 @@ impl Realm {
             return Ok(None);
         };
         let route = route_for(credential, &self.cutovers, now);
-        let (answering, governing) = match &route {
-            Route::Direct { credential } => (credential.clone(), credential.clone()),
-            Route::Source { source, .. } => (source.clone(), source.clone()),
-            Route::DualRead {
-                credential, source, ..
-            } => {
-                let has_target = store.credential(account.id, credential).await?.is_some();
-                let answering = if has_target { credential } else { source };
-                (answering.clone(), credential.clone())
+        let has_target = match &route {
+            Route::DualRead { credential, .. } => {
+                store.credential(account.id, credential).await?.is_some()
             }
+            Route::Direct { .. } | Route::Source { .. } => true,
         };
-        Ok(Some(Resolved {
-            route,
-            answering,
-            governing,
-        }))
+        Ok(Some(Resolved::new(route, has_target)))
     }
 
     /// During a cutover: writes that give the account every other target of
@@ -240,35 +250,68 @@ impl Realm {
         }
     }
 
-    /// Verifies a password for a purpose. `None`: no such purpose.
+    /// Verifies a password for a purpose by login ID. `None`: no such purpose.
+    ///
+    /// The account, the credentials the route may answer from and the
+    /// progress of the cutover that decides the route come from one read of
+    /// the store: one snapshot, so routing and the hash cannot disagree, and
+    /// one round trip on the API's hottest path.
     pub async fn verify(
         &self,
         store: &Store,
         hasher: &HashPool,
-        account: &Account,
+        login_id: &str,
         purpose: &str,
         password: Secret,
         now: Timestamp,
-    ) -> Result<Option<VerifyOutcome>, EngineError> {
-        let Some(resolved) = self.resolve(store, account, purpose, now).await? else {
+    ) -> Result<Option<LoginVerify>, EngineError> {
+        let Some(credential) = self.policy.purposes.get(purpose) else {
             return Ok(None);
         };
-        let passwords = self.passwords(store, hasher, &resolved.answering);
-        let outcome = passwords
-            .verify(account, &resolved.answering, password.clone(), now)
+        let creating = cutover_creating(&self.cutovers, credential).map(|(c, _)| c);
+        let source = creating.map_or(credential.as_str(), |c| c.from.as_str());
+        let Some(snapshot) = store
+            .verify_snapshot(
+                &self.policy.realm,
+                login_id,
+                [credential.as_str(), source],
+                creating.map(|c| c.name.as_str()),
+            )
+            .await?
+        else {
+            return Ok(Some(LoginVerify::NoAccount));
+        };
+        if snapshot.account.state != AccountState::Active {
+            return Ok(Some(LoginVerify::NoAccount));
+        }
+        let route = route_through(
+            credential,
+            creating.map(|c| (c, snapshot.cutover_phase.into())),
+            now,
+        );
+        let has_target = snapshot.credentials.iter().any(|c| &c.name == credential);
+        let resolved = Resolved::new(route, has_target);
+        let account = snapshot.account;
+        let stored = snapshot
+            .credentials
+            .into_iter()
+            .find(|c| c.name == resolved.answering);
+        let outcome = self
+            .passwords(store, hasher, &resolved.answering)
+            .verify_stored(&account, &resolved.answering, stored, password.clone(), now)
             .await?;
         if outcome == VerifyOutcome::Mismatch
             && self
-                .redeem(store, hasher, account, &resolved, password, now)
+                .redeem(store, hasher, &account, &resolved, password, now)
                 .await?
         {
             // A temporary password: the member is in, and must set a new one.
-            return Ok(Some(VerifyOutcome::Match {
+            return Ok(Some(LoginVerify::Checked(VerifyOutcome::Match {
                 must_change: true,
                 upgraded: false,
-            }));
+            })));
         }
-        Ok(Some(outcome))
+        Ok(Some(LoginVerify::Checked(outcome)))
     }
 
     /// The credential a change of `purpose` applies to at `now`. It does not
@@ -276,10 +319,11 @@ impl Realm {
     /// API can refuse a channel before it looks the account up.
     pub fn governing(&self, purpose: &str, now: Timestamp) -> Option<String> {
         let credential = self.policy.purposes.get(purpose)?;
-        Some(match route_for(credential, &self.cutovers, now) {
-            Route::Direct { credential } | Route::DualRead { credential, .. } => credential,
-            Route::Source { source, .. } => source,
-        })
+        Some(
+            route_for(credential, &self.cutovers, now)
+                .governing()
+                .to_owned(),
+        )
     }
 
     /// Whether `channel` may change `credential`.

@@ -104,6 +104,19 @@ pub enum CutoverProgress {
     Completed,
 }
 
+impl From<Option<crate::store::CheckpointPhase>> for CutoverProgress {
+    fn from(phase: Option<crate::store::CheckpointPhase>) -> CutoverProgress {
+        use crate::store::CheckpointPhase;
+        match phase {
+            None => CutoverProgress::NotStarted,
+            Some(CheckpointPhase::Running) => CutoverProgress::Running,
+            Some(CheckpointPhase::Completed | CheckpointPhase::Retired) => {
+                CutoverProgress::Completed
+            }
+        }
+    }
+}
+
 /// A field of a resource and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

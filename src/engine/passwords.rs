@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use super::EngineError;
 use crate::hashing::{self, Argon2Params, HashPool, Secret};
-use crate::store::{Account, CredentialWrite, Expected, Store, StoreError, WriteKind};
+use crate::store::{Account, Credential, CredentialWrite, Expected, Store, StoreError, WriteKind};
 
 /// The answer to a verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +40,28 @@ impl Passwords {
         password: Secret,
         now: Timestamp,
     ) -> Result<VerifyOutcome, EngineError> {
+        let stored = self.store.credential(account.id, name).await?;
+        self.verify_stored(account, name, stored, password, now)
+            .await
+    }
+
+    /// [`Passwords::verify`] against a credential already read (`None`: the
+    /// account has none by that name).
+    pub async fn verify_stored(
+        &self,
+        account: &Account,
+        name: &str,
+        stored: Option<Credential>,
+        password: Secret,
+        now: Timestamp,
+    ) -> Result<VerifyOutcome, EngineError> {
         let Passwords {
             store,
             hasher,
             params,
         } = self;
         let params = *params;
-        let Some(credential) = store.credential(account.id, name).await? else {
+        let Some(credential) = stored else {
             return Ok(VerifyOutcome::NoCredential);
         };
         let hash_error = |source| EngineError::Hash {

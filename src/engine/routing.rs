@@ -55,6 +55,15 @@ impl Route {
         }
     }
 
+    /// The credential a change (and its rules) applies to: the source before
+    /// the cutover, the purpose's own credential from `at` on.
+    pub fn governing(&self) -> &str {
+        match self {
+            Route::Direct { credential } | Route::DualRead { credential, .. } => credential,
+            Route::Source { source, .. } => source,
+        }
+    }
+
     /// `Direct`, `Source` or `DualRead`, as status shows it.
     pub fn mode(&self) -> &'static str {
         match self {
@@ -81,7 +90,18 @@ pub fn route_for(
     cutovers: &[(Cutover, CutoverProgress)],
     now: Timestamp,
 ) -> Route {
-    match cutover_creating(cutovers, credential) {
+    let creating = cutover_creating(cutovers, credential).map(|(c, p)| (c, *p));
+    route_through(credential, creating, now)
+}
+
+/// The route of one credential at `now`, given the cutover that creates it
+/// (if any) and how far that cutover got.
+pub fn route_through(
+    credential: &str,
+    creating: Option<(&Cutover, CutoverProgress)>,
+    now: Timestamp,
+) -> Route {
+    match creating {
         Some((_, CutoverProgress::Completed)) | None => Route::Direct {
             credential: credential.to_owned(),
         },

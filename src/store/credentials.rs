@@ -6,8 +6,10 @@ use std::fmt;
 use jiff::Timestamp;
 use sqlx::AnyConnection;
 
+use super::cutovers::parse_phase;
 use super::{
-    Account, AuditEntry, Store, StoreError, audit, is_unique_violation, millis, timestamp,
+    Account, AuditEntry, CheckpointPhase, Store, StoreError, audit, is_unique_violation, millis,
+    timestamp,
 };
 use crate::hashing::Scheme;
 
@@ -98,6 +100,34 @@ impl fmt::Debug for CredentialWrite {
     }
 }
 
+/// What [`Store::verify_snapshot`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySnapshot {
+    pub account: Account,
+    /// The asked-for credentials the account holds.
+    pub credentials: Vec<Credential>,
+    /// The cutover's checkpoint phase; `None` when it never started.
+    pub cutover_phase: Option<CheckpointPhase>,
+}
+
+/// An account row, a checkpoint phase and one credential of a LEFT JOIN
+/// (absent: all `None`).
+type SnapshotRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// `must_change` is a 0/1 integer in both dialects.
 type CredentialRow = (i64, String, String, i64, String, i64, i64);
 
@@ -132,6 +162,69 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(Credential::try_from).transpose()
+    }
+
+    /// Everything a verification reads, in one statement and so from one
+    /// snapshot: the account, which of `credentials` (one or two names) it
+    /// holds, and the checkpoint phase of `cutover`, the one that decides the
+    /// route. `None` when the realm has no such login ID.
+    pub async fn verify_snapshot(
+        &self,
+        realm: &str,
+        login_id: &str,
+        credentials: [&str; 2],
+        cutover: Option<&str>,
+    ) -> Result<Option<VerifySnapshot>, StoreError> {
+        let rows = sqlx::query_as::<_, SnapshotRow>(
+            "SELECT a.id, a.realm, a.login_id, a.base_email, a.state, a.created_at, \
+             (SELECT phase FROM cutover_checkpoints WHERE cutover = $3), \
+             c.name, c.hash, c.set_at, c.set_via, c.must_change, c.version \
+             FROM accounts a LEFT JOIN credentials c \
+             ON c.account_id = a.id AND c.name IN ($4, $5) \
+             WHERE a.realm = $1 AND a.login_id = $2",
+        )
+        .bind(realm)
+        .bind(login_id)
+        .bind(cutover)
+        .bind(credentials[0])
+        .bind(credentials[1])
+        .fetch_all(&self.pool)
+        .await?;
+        let mut snapshot: Option<VerifySnapshot> = None;
+        for row in rows {
+            let (id, realm, login_id, base_email, state, created_at, phase) =
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+            let s = match snapshot.as_mut() {
+                Some(s) => s,
+                None => snapshot.insert(VerifySnapshot {
+                    account: Account::try_from((
+                        id, realm, login_id, base_email, state, created_at,
+                    ))?,
+                    cutover_phase: phase.as_deref().map(parse_phase).transpose()?,
+                    credentials: Vec::new(),
+                }),
+            };
+            if let (
+                Some(name),
+                Some(hash),
+                Some(set_at),
+                Some(set_via),
+                Some(must_change),
+                Some(version),
+            ) = (row.7, row.8, row.9, row.10, row.11, row.12)
+            {
+                s.credentials.push(Credential::try_from((
+                    id,
+                    name,
+                    hash,
+                    set_at,
+                    set_via,
+                    must_change,
+                    version,
+                ))?);
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Every credential of an account, without hashes, by name.

@@ -118,7 +118,7 @@ type CheckpointRow = (
     Option<i64>,
 );
 
-fn parse_phase(p: &str) -> Result<CheckpointPhase, StoreError> {
+pub(super) fn parse_phase(p: &str) -> Result<CheckpointPhase, StoreError> {
     match p {
         "running" => Ok(CheckpointPhase::Running),
         "completed" => Ok(CheckpointPhase::Completed),

@@ -16,7 +16,9 @@ mod recovery;
 
 pub use accounts::{Account, AccountState};
 pub use audit::AuditEntry;
-pub use credentials::{Credential, CredentialInfo, CredentialWrite, Expected, WriteKind};
+pub use credentials::{
+    Credential, CredentialInfo, CredentialWrite, Expected, VerifySnapshot, WriteKind,
+};
 pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
 pub use recovery::{NewTicket, OutboxMail, RecoveryCounts, Ticket};
