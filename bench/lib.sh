@@ -138,6 +138,7 @@ machine_description() {
     echo "PostgreSQL:   $("${PG_BIN_DIR:-$(pg_bin_dir)}/postgres" --version 2>/dev/null || echo '?')"
     echo "SQLite:       credshift bundles libsqlite3-sys ${sqlite_bundled:-?}; baseline sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"
     echo "python:       $("$PY" --version 2>&1)"
+    if command -v wrk >/dev/null; then echo "wrk:          $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"; fi
     echo
 }
 

@@ -10,16 +10,17 @@
 #                   [--seconds S] [--concurrency C] [--bin PATH] ...
 #
 # Timed: verifies answered "ok" within windows of S seconds (default 4, after
-# a 0.5 s warm-up) from C (default 4 per core) keep-alive connections of
-# bench/verify_load.py, which runs on the same cores, each window right after
-# a raw window of the same length (R = 5 pairs per figure; the figure is the
-# median ratio of the pairs). Not timed: making the hashes and members,
-# loading the store, starting the server.
+# a 1 s warm-up) from C (default 4 per core) keep-alive connections of wrk
+# running bench/verify_load.lua on the same cores, each window next to a raw
+# window of the same length (R = 6 pairs per figure, in the order raw-API,
+# API-raw, raw-API, ... so that a drift of the machine favours neither; the
+# figure is the median ratio of the pairs). Not timed: making the hashes and
+# members, loading the store, starting the server.
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_WINDOW=4
-ROUNDS=5
+ROUNDS=6
 CONCURRENCY=$((4 * $(nproc)))
 RAW_BIN=""
 rest=()
@@ -37,7 +38,7 @@ usage() {
     echo "usage: bench/verify.sh [options]"
     usage_common
     echo "  --seconds S      length of each measured window (default 4)"
-    echo "  --rounds R       raw/API window pairs per figure (default 5)"
+    echo "  --rounds R       raw/API window pairs per figure (default 6)"
     echo "  --concurrency C  load connections (default 4 per core)"
     echo "  --raw-bin PATH   the argon2_rate example binary (default: built next to credshift)"
 }
@@ -45,6 +46,7 @@ DBS=postgres
 parse_common "${rest[@]+"${rest[@]}"}"
 check_tools
 command -v curl >/dev/null || { echo "curl needed: apt-get install -y curl" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk needed: apt-get install -y wrk" >&2; exit 2; }
 init_work
 build_credshift
 if [ -z "$RAW_BIN" ]; then
@@ -114,10 +116,12 @@ start_serve() { # url manifests-dir tag
     exit 2
 }
 
-load() { # tag -> JSON line in $WORK/load-TAG.json
-    "$PY" "$BENCH_DIR/verify_load.py" --port "$PORT" --token-file "$WORK/token" \
-        --members "$WORK/sample.tsv" --realm "$REALM" --purpose support-portal \
-        --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_WINDOW" --warmup 0.5 >"$WORK/load-$1.json"
+load() { # tag -> JSON line in $WORK/load-TAG.json (after a 1 s warm-up)
+    local script=(-s "$BENCH_DIR/verify_load.lua" "http://127.0.0.1:$PORT/" --
+        "$WORK/token" "$WORK/sample.tsv" "$REALM" support-portal)
+    wrk -t1 -c"$CONCURRENCY" -d1s "${script[@]}" >/dev/null
+    wrk -t1 -c"$CONCURRENCY" -d"${SECONDS_PER_WINDOW}s" "${script[@]}" >"$WORK/load-$1.out"
+    tail -1 "$WORK/load-$1.out" >"$WORK/load-$1.json"
 }
 
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
@@ -131,16 +135,26 @@ checkpoint_rows() { # db where
 
 for db in $DBS; do load_base "$db"; done
 
-# pairs TAG: ROUNDS alternations of S seconds of raw argon2 then S seconds of
-# the API (serve already up), so both see the same machine; appends
-# "raw api ok other p50 p99" lines to $WORK/pairs-TAG. The CPU this machine
-# gives varies by minutes (other work), so only adjacent windows compare.
+raw() { # -> verifies per second of the raw reference over one window
+    "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
+    sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
+}
+
+# pairs TAG: ROUNDS pairs of S seconds of raw argon2 and S seconds of the API
+# (serve already up), raw first in odd rounds and second in even ones, so
+# both see the same machine; appends "raw api ok other p50 p99" lines to
+# $WORK/pairs-TAG. The CPU this machine gives varies by minutes (other
+# work), so only adjacent windows compare.
 pairs() {
     local tag=$1 r raw
     for r in $(seq 1 "$ROUNDS"); do
-        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
-        raw=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt")
-        load "$tag-$r"
+        if [ $((r % 2)) = 1 ]; then
+            raw=$(raw)
+            load "$tag-$r"
+        else
+            load "$tag-$r"
+            raw=$(raw)
+        fi
         local j="$WORK/load-$tag-$r.json"
         echo "$raw $(field "$j" rate) $(field "$j" ok) $(( $(field "$j" other) + $(field "$j" errors) )) \
 $(field "$j" p50_ms) $(field "$j" p99_ms)" >>"$WORK/pairs-$tag"
