@@ -228,6 +228,8 @@ pub async fn advance(
         if clock.elapsed() >= budget {
             break;
         }
+        // Members' writes (throttling, changes) go between batches.
+        store.yield_to_other_writers(batch_clock.elapsed()).await;
     }
     let secs = clock.elapsed().as_secs_f64();
     if accounts > 0 && secs > 0.0 {

@@ -279,6 +279,25 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Called after a long write transaction (a backfill batch) that held the
+    /// write lock for `held`: on SQLite, leaves the lock free for as long, so
+    /// that other writers get their turn; on PostgreSQL, which locks rows,
+    /// returns at once.
+    ///
+    /// SQLite has one write lock per file and no queue for it. A writer that
+    /// finds it taken sleeps and retries (1, 2, 5, … 100 ms: SQLite's busy
+    /// handler) and, against batches that follow each other within
+    /// microseconds, kept finding it taken: during a 1,000,000-account
+    /// cutover, verifies through the API (two small writes each, for
+    /// throttling) fell to a quarter of their rate and some took over 2 s
+    /// (BENCHMARKS.md). With the lock free half the time, a waiting writer
+    /// gets in on its first retries; the backfill takes about twice as long.
+    pub async fn yield_to_other_writers(&self, held: Duration) {
+        if self.backend == Backend::Sqlite {
+            tokio::time::sleep(held).await;
+        }
+    }
+
     /// A write transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing to upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
