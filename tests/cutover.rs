@@ -183,6 +183,47 @@ async fn run_cutover(store: &Store, now: Timestamp) {
     }
 }
 
+/// Imports `n` members `wk00000`… holding `login` = `hash`.
+async fn import_members(store: &Store, n: usize, hash: &str) {
+    let rows: Vec<_> = (0..n)
+        .map(|i| credshift::store::ImportRow {
+            line: i as u64 + 2,
+            login_id: format!("wk{i:05}"),
+            base_email: format!("m{i}@wakwak.example.jp"),
+            credentials: vec![("login".into(), hash.to_owned())],
+        })
+        .collect();
+    for chunk in rows.chunks(1000) {
+        store
+            .import_batch("wakwak", chunk, "import", at("2018-01-01T00:00:00Z"))
+            .await
+            .expect("import");
+    }
+}
+
+/// Runs the cutover from `after()` in its own task, `budget` per call of
+/// `advance`, until it is no longer running; the task returns that phase.
+fn spawn_backfill(
+    store: Store,
+    batch_size: u32,
+    budget: Duration,
+) -> tokio::task::JoinHandle<Phase> {
+    tokio::spawn(async move {
+        let mut realm = wakwak();
+        realm.cutovers[0].0.batch_size = batch_size;
+        let cutover = realm.cutovers[0].0.clone();
+        loop {
+            let adv = advance(&store, &realm.policy, &cutover, after, budget)
+                .await
+                .expect("advance");
+            if adv.phase != Phase::Running {
+                return adv.phase;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------
 
 store_test!(
@@ -677,42 +718,8 @@ async fn changes_during_backfill(db: TestStore) {
         )
         .await
         .expect("hash");
-    let mut rows = Vec::new();
-    for i in 0..MEMBERS {
-        rows.push(credshift::store::ImportRow {
-            line: i as u64 + 2,
-            login_id: format!("wk{i:05}"),
-            base_email: format!("m{i}@wakwak.example.jp"),
-            credentials: vec![("login".into(), old_hash.clone())],
-        });
-    }
-    for chunk in rows.chunks(100) {
-        db.store
-            .import_batch("wakwak", chunk, "import", at("2018-01-01T00:00:00Z"))
-            .await
-            .expect("import");
-    }
-    let store = db.store.clone();
-    let backfill = tokio::spawn(async move {
-        let mut realm = wakwak();
-        realm.cutovers[0].0.batch_size = 3;
-        let cutover = realm.cutovers[0].0.clone();
-        loop {
-            let adv = advance(
-                &store,
-                &realm.policy,
-                &cutover,
-                after,
-                Duration::from_millis(5),
-            )
-            .await
-            .expect("advance");
-            if adv.phase != Phase::Running {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    });
+    import_members(&db.store, MEMBERS, &old_hash).await;
+    let backfill = spawn_backfill(db.store.clone(), 3, Duration::from_millis(5));
     // Each member changes one target once, from its own task, mixed channels.
     let mut tasks = Vec::new();
     for i in (0..MEMBERS).step_by(1) {
@@ -813,43 +820,11 @@ store_test!(
 async fn writes_between_batches(db: TestStore) {
     const MEMBERS: usize = 20_000;
     const BATCH: u32 = 200;
-    let rows: Vec<_> = (0..MEMBERS)
-        .map(|i| credshift::store::ImportRow {
-            line: i as u64 + 2,
-            login_id: format!("wk{i:06}"),
-            base_email: format!("m{i}@wakwak.example.jp"),
-            // Not checked here: any valid hash will do.
-            credentials: vec![("login".into(), "$1$1gX4bIp9$gPaGv77vYGg2MTJZbL8uD0".into())],
-        })
-        .collect();
-    for chunk in rows.chunks(1000) {
-        db.store
-            .import_batch("wakwak", chunk, "import", at("2018-01-01T00:00:00Z"))
-            .await
-            .expect("import");
-    }
+    // Not checked here: any valid hash will do.
+    import_members(&db.store, MEMBERS, "$1$1gX4bIp9$gPaGv77vYGg2MTJZbL8uD0").await;
     let member = Store::connect(&db.url).await.expect("a second pool");
-    let mut realm = wakwak();
-    realm.cutovers[0].0.batch_size = BATCH;
-    let cutover = realm.cutovers[0].0.clone();
-    let name = cutover.name.clone();
-    let store = db.store.clone();
-    let backfill = tokio::spawn(async move {
-        loop {
-            let adv = advance(
-                &store,
-                &realm.policy,
-                &cutover,
-                after,
-                Duration::from_secs(1),
-            )
-            .await
-            .expect("advance");
-            if adv.phase != Phase::Running {
-                return adv.phase;
-            }
-        }
-    });
+    let name = wakwak().cutovers[0].0.name.clone();
+    let backfill = spawn_backfill(db.store.clone(), BATCH, Duration::from_secs(1));
     let done = |c: Option<credshift::store::Checkpoint>| c.map(|c| (c.phase, c.done));
     let mut waited = Vec::new();
     let mut key = 0;
