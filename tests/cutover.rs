@@ -816,7 +816,7 @@ store_test!(
 /// writes land all along the backfill, and none waits for more than a few
 /// batches. Counted in writes and batches, not timed. (On SQLite, writers
 /// once got in a handful of times in 100 batches, one after 80:
-/// `Store::yield_to_other_writers`.)
+/// `Store::pause_after_write`.)
 async fn writes_between_batches(db: TestStore) {
     const MEMBERS: usize = 20_000;
     const BATCH: u32 = 200;

@@ -114,7 +114,8 @@ pub async fn plan(
     })
 }
 
-/// Accounts per second of one real batch, run and rolled back (nothing is written).
+/// Accounts per second of one real batch, run and rolled back (nothing is
+/// written), with the pause the backfill leaves after each batch.
 pub async fn measure_rate(
     store: &Store,
     policy: &Policy,
@@ -123,7 +124,7 @@ pub async fn measure_rate(
     let (accounts, took) = store
         .trial_batch(split(policy, cutover), cutover.batch_size)
         .await?;
-    let secs = took.as_secs_f64();
+    let secs = (took + store.pause_after_write(took)).as_secs_f64();
     Ok((accounts > 0 && secs > 0.0).then(|| accounts as f64 / secs))
 }
 
@@ -229,7 +230,7 @@ pub async fn advance(
             break;
         }
         // Members' writes (throttling, changes) go between batches.
-        store.yield_to_other_writers(batch_clock.elapsed()).await;
+        tokio::time::sleep(store.pause_after_write(batch_clock.elapsed())).await;
     }
     let secs = clock.elapsed().as_secs_f64();
     if accounts > 0 && secs > 0.0 {

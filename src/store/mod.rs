@@ -279,10 +279,10 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Called after a long write transaction (a backfill batch) that held the
-    /// write lock for `held`: on SQLite, leaves the lock free for as long, so
-    /// that other writers get their turn; on PostgreSQL, which locks rows,
-    /// returns at once.
+    /// How long to leave the write lock free after a long write transaction
+    /// (a backfill batch) that held it for `held`, so that other writers get
+    /// their turn: as long again on SQLite; nothing on PostgreSQL, which locks
+    /// rows.
     ///
     /// SQLite has one write lock per file and no queue for it. A writer that
     /// finds it taken sleeps and retries (1, 2, 5, … 100 ms: SQLite's busy
@@ -292,9 +292,10 @@ impl Store {
     /// throttling) fell to a quarter of their rate and some took over 2 s
     /// (BENCHMARKS.md). With the lock free half the time, a waiting writer
     /// gets in on its first retries; the backfill takes about twice as long.
-    pub async fn yield_to_other_writers(&self, held: Duration) {
-        if self.backend == Backend::Sqlite {
-            tokio::time::sleep(held).await;
+    pub fn pause_after_write(&self, held: Duration) -> Duration {
+        match self.backend {
+            Backend::Sqlite => held,
+            Backend::Postgres => Duration::ZERO,
         }
     }
 
