@@ -125,7 +125,10 @@ pub async fn import_file(
             let (now_rows, later): (Vec<ImportRow>, Vec<ImportRow>) = rows
                 .into_iter()
                 .partition(|r| seen.insert(r.login_id.clone()));
+            let clock = std::time::Instant::now();
             let outcomes = store.import_batch(realm, &now_rows, "import", now).await?;
+            // Members' writes (throttling, changes) go between batches.
+            tokio::time::sleep(store.pause_after_write(clock.elapsed())).await;
             for (row, outcome) in now_rows.iter().zip(outcomes) {
                 match outcome {
                     ImportOutcome::Imported => summary.imported += 1,

@@ -914,3 +914,38 @@ async fn bounded_memory_import(db: TestStore) {
         32_000
     );
 }
+
+store_test!(
+    members_writes_go_between_import_batches,
+    writes_between_import_batches
+);
+/// An import into a store members are using leaves room for their writes:
+/// while it commits batch after batch, a member's write (the throttling slot
+/// every verify reserves, from a second pool as from another process) gets
+/// in between batches, on SQLite's one write lock as on PostgreSQL.
+async fn writes_between_import_batches(db: TestStore) {
+    const ROWS: usize = 20_000;
+    const BATCH: usize = 200;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("members.csv");
+    write_members(&path, ROWS);
+    let member = Store::connect(&db.url).await.expect("a second pool");
+    let store = db.store.clone();
+    let import = tokio::spawn(async move {
+        import::import_file(&store, "wakwak", &path, Format::Csv, BATCH, t0(), |_| {})
+            .await
+            .expect("import")
+    });
+    let waited = support::writers::member_writes_during(
+        &member,
+        &import,
+        async || {
+            let n = member.count_accounts("wakwak").await.expect("count");
+            (n > 0 && (n as usize) < ROWS, n)
+        },
+        BATCH as i64,
+    )
+    .await;
+    assert_eq!(import.await.expect("import").imported, ROWS as u64);
+    support::writers::assert_writes_got_in(&waited, ROWS / BATCH, "import");
+}

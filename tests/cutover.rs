@@ -17,6 +17,7 @@ use credshift::store::{
 use jiff::Timestamp;
 
 use support::stores::TestStore;
+use support::writers::{assert_writes_got_in, member_writes_during};
 
 /// The example YAML, with cheap argon2 so the tests spend time on behaviour.
 fn wakwak() -> Realm {
@@ -825,46 +826,18 @@ async fn writes_between_batches(db: TestStore) {
     let member = Store::connect(&db.url).await.expect("a second pool");
     let name = wakwak().cutovers[0].0.name.clone();
     let backfill = spawn_backfill(db.store.clone(), BATCH, Duration::from_secs(1));
-    let done = |c: Option<credshift::store::Checkpoint>| c.map(|c| (c.phase, c.done));
-    let mut waited = Vec::new();
-    let mut key = 0;
-    while !backfill.is_finished() {
-        let before = done(member.checkpoint(&name).await.expect("checkpoint"));
-        key += 1;
-        member
-            .rate_limit(
-                "verify-fail",
-                &format!("wakwak/m{key}/support-portal/test"),
-                Duration::from_secs(900),
-                10,
-                after(),
-            )
-            .await
-            .expect("a member's write");
-        let after_write = done(member.checkpoint(&name).await.expect("checkpoint"));
-        // Writes that began once the backfill was under way, and ended during
-        // it or after its last batch.
-        if let (Some((CheckpointPhase::Running, a)), Some((_, b))) = (before, after_write) {
-            waited.push((b - a) / i64::from(BATCH));
-        }
-    }
+    let waited = member_writes_during(
+        &member,
+        &backfill,
+        async || match member.checkpoint(&name).await.expect("checkpoint") {
+            Some(c) => (c.phase == CheckpointPhase::Running, c.done),
+            None => (false, 0),
+        },
+        i64::from(BATCH),
+    )
+    .await;
     assert_eq!(backfill.await.expect("backfill"), Phase::Completed);
-    let batches = MEMBERS / BATCH as usize;
-    let longest = waited.iter().max().copied().unwrap_or_default();
-    eprintln!(
-        "{} member writes during the backfill's {batches} batches; the longest waited for {longest}",
-        waited.len()
-    );
-    assert!(
-        waited.len() >= batches,
-        "only {} member writes landed during the backfill's {batches} batches: it starves \
-         other writers (batches committed during each write: {waited:?})",
-        waited.len()
-    );
-    assert!(
-        longest <= 12,
-        "a member's write waited while {longest} batches (of {BATCH} accounts) committed"
-    );
+    assert_writes_got_in(&waited, MEMBERS / BATCH as usize, "backfill");
 }
 
 store_test!(

@@ -280,7 +280,7 @@ impl Store {
     }
 
     /// How long to leave the write lock free after a long write transaction
-    /// (a backfill batch) that held it for `held`, so that other writers get
+    /// (a backfill or import batch) that held it for `held`, so that other writers get
     /// their turn: as long again on SQLite; nothing on PostgreSQL, which locks
     /// rows.
     ///

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod smtp;
 pub mod stores;
 pub mod tokens;
+pub mod writers;
 
 use std::path::PathBuf;
 
