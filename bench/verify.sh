@@ -12,7 +12,7 @@
 # Timed: verifies answered "ok" within windows of S seconds (default 4, after
 # a 1 s warm-up) from C (default 4 per core) keep-alive connections of wrk
 # running bench/verify_load.lua on the same cores, each window next to a raw
-# window of the same length (R = 6 pairs per figure, in the order raw-API,
+# window of the same length (R = 10 pairs per figure, in the order raw-API,
 # API-raw, raw-API, ... so that a drift of the machine favours neither; the
 # figure is the median ratio of the pairs). Not timed: making the hashes and
 # members, loading the store, starting the server.
@@ -20,7 +20,7 @@
 source "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_WINDOW=4
-ROUNDS=6
+ROUNDS=10
 CONCURRENCY=$((4 * $(nproc)))
 RAW_BIN=""
 rest=()
@@ -38,7 +38,7 @@ usage() {
     echo "usage: bench/verify.sh [options]"
     usage_common
     echo "  --seconds S      length of each measured window (default 4)"
-    echo "  --rounds R       raw/API window pairs per figure (default 6)"
+    echo "  --rounds R       raw/API window pairs per figure (default 10)"
     echo "  --concurrency C  load connections (default 4 per core)"
     echo "  --raw-bin PATH   the argon2_rate example binary (default: built next to credshift)"
 }
