@@ -8,18 +8,30 @@
 # audit), side by side in each run. Prints the machine, per-run figures and
 # the medians: rows per second, the ratio and peak RSS.
 #
-#   bench/import.sh [--quick] [--runs N] [--db sqlite|postgres|both] ...
+#   bench/import.sh [--quick] [--runs N] [--db sqlite|postgres|both] [--exclusive] ...
+#
+# --exclusive times `accounts import --exclusive` (a first load nothing else
+# writes to: on SQLite no pause between batches for other writers).
 #
 # Timed: the whole import process (connect, migrate the empty store, parse,
 # insert in batches of 500, ANALYZE at the end). Not timed: making the file.
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+EXCLUSIVE=()
+rest=()
+for arg in "$@"; do
+    case "$arg" in
+        --exclusive) EXCLUSIVE=(--exclusive) ;;
+        *) rest+=("$arg") ;;
+    esac
+done
 usage() {
     echo "usage: bench/import.sh [options]"
     usage_common
+    echo "  --exclusive      time accounts import --exclusive (no pause between batches on SQLite)"
 }
-parse_common "$@"
+parse_common "${rest[@]+"${rest[@]}"}"
 check_tools
 init_work
 build_credshift
@@ -56,7 +68,7 @@ for run in $(seq 1 "$RUNS"); do
         esac
         prefix="$WORK/import-$db-$run"
         sync
-        timed "$prefix" "$BIN" accounts import --store "$url" --realm wakwak "$WORK/members.csv"
+        timed "$prefix" "$BIN" accounts import --store "$url" --realm wakwak "${EXCLUSIVE[@]}" "$WORK/members.csv"
         expected="imported $N, updated 0, unchanged 0, kept as stored 0, failed 0"
         if [ "$(cat "$prefix.out")" != "$expected" ]; then
             echo "$db run $run: unexpected summary: $(cat "$prefix.out")" >&2
@@ -77,7 +89,7 @@ cat "$WORK/machine.txt"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "each row: login_id, base_email, login and mail as real argon2id PHC strings"
-echo "(m=19456,t=2,p=1); default --batch-size 500; empty store each run."
+echo "(m=19456,t=2,p=1); default --batch-size 500${EXCLUSIVE:+, --exclusive}; empty store each run."
 echo "PostgreSQL with its default settings (fsync, synchronous_commit on)${BENCH_PG_OPTS:+, plus $BENCH_PG_OPTS}."
 echo
 "$PY" "$BENCH_DIR/report.py" import "$WORK/results.jsonl"

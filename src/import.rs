@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -34,6 +35,38 @@ impl Format {
     }
 }
 
+/// Whether anything else writes to the store while an import runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sharing {
+    /// Members (through the API) or the controller may write meanwhile: on
+    /// SQLite, whose one write lock has no queue, the import leaves it free
+    /// after each batch as long as the batch held it, so their writes get in.
+    #[default]
+    Shared,
+    /// Nothing else writes (a first load, before the API and the controller
+    /// start): batches follow each other at once, about twice as fast on
+    /// SQLite; another writer would wait for the whole import.
+    Exclusive,
+}
+
+/// How an import writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Rows per transaction (1 to 5,000).
+    pub batch_size: usize,
+    pub sharing: Sharing,
+}
+
+impl ImportOptions {
+    /// `batch_size` rows per transaction, in a store other writers share.
+    pub fn batches_of(batch_size: usize) -> Self {
+        ImportOptions {
+            batch_size,
+            sharing: Sharing::Shared,
+        }
+    }
+}
+
 /// A row that was not imported, with its line number and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowProblem {
@@ -50,6 +83,8 @@ pub struct ImportSummary {
     /// Rows that differ from the stored account; the stored values were kept.
     pub kept: u64,
     pub failed: u64,
+    /// How long the import left the write lock free between batches.
+    pub paused: Duration,
 }
 
 /// Why an import could not run at all (a bad row is a [`RowProblem`] instead).
@@ -70,14 +105,14 @@ pub enum RowNote {
 
 type Parsed = Result<ImportRow, RowProblem>;
 
-/// Imports `path` into `realm`, `batch_size` rows per transaction. `note` is
+/// Imports `path` into `realm`, `options.batch_size` rows per transaction. `note` is
 /// called for every failed row and every row kept as stored, in file order.
 pub async fn import_file(
     store: &Store,
     realm: &str,
     path: &Path,
     format: Format,
-    batch_size: usize,
+    options: ImportOptions,
     now: Timestamp,
     mut note: impl FnMut(RowNote),
 ) -> Result<ImportSummary, ImportError> {
@@ -89,7 +124,7 @@ pub async fn import_file(
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let batch_size = batch_size.clamp(1, 5_000);
+    let batch_size = options.batch_size.clamp(1, 5_000);
     // The parser runs on a blocking thread and hands over whole batches; two
     // in flight at most, so memory stays bounded however large the file.
     let (tx, mut rx) = mpsc::channel::<Vec<Parsed>>(2);
@@ -128,7 +163,11 @@ pub async fn import_file(
             let clock = std::time::Instant::now();
             let outcomes = store.import_batch(realm, &now_rows, "import", now).await?;
             // Members' writes (throttling, changes) go between batches.
-            tokio::time::sleep(store.pause_after_write(clock.elapsed())).await;
+            if options.sharing == Sharing::Shared {
+                let pause = store.pause_after_write(clock.elapsed());
+                tokio::time::sleep(pause).await;
+                summary.paused += pause;
+            }
             for (row, outcome) in now_rows.iter().zip(outcomes) {
                 match outcome {
                     ImportOutcome::Imported => summary.imported += 1,

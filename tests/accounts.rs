@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use credshift::engine::{EngineError, Passwords, VerifyOutcome};
 use credshift::hashing::{Argon2Params, HashPool, Secret};
-use credshift::import::{self, Format, ImportSummary, RowNote};
+use credshift::import::{self, Format, ImportOptions, ImportSummary, RowNote};
 use credshift::store::{Account, CredentialWrite, Expected, Store, StoreError, WriteKind};
 use jiff::Timestamp;
 use sqlx::Connection as _;
@@ -91,7 +91,7 @@ async fn import_text(store: &Store, text: &str, name: &str) -> (ImportSummary, V
         "wakwak",
         &path,
         Format::from_path(&path),
-        2,
+        ImportOptions::batches_of(2),
         t0(),
         |n| notes.push(n),
     )
@@ -932,9 +932,17 @@ async fn writes_between_import_batches(db: TestStore) {
     let member = Store::connect(&db.url).await.expect("a second pool");
     let store = db.store.clone();
     let import = tokio::spawn(async move {
-        import::import_file(&store, "wakwak", &path, Format::Csv, BATCH, t0(), |_| {})
-            .await
-            .expect("import")
+        import::import_file(
+            &store,
+            "wakwak",
+            &path,
+            Format::Csv,
+            ImportOptions::batches_of(BATCH),
+            t0(),
+            |_| {},
+        )
+        .await
+        .expect("import")
     });
     let waited = support::writers::member_writes_during(
         &member,
@@ -946,6 +954,72 @@ async fn writes_between_import_batches(db: TestStore) {
         BATCH as i64,
     )
     .await;
-    assert_eq!(import.await.expect("import").imported, ROWS as u64);
+    let summary = import.await.expect("import");
+    assert_eq!(summary.imported, ROWS as u64);
     support::writers::assert_writes_got_in(&waited, ROWS / BATCH, "import");
+    assert_eq!(
+        summary.paused.is_zero(),
+        !db.url.starts_with("sqlite"),
+        "only SQLite leaves its write lock free between batches: paused {:?}",
+        summary.paused
+    );
+}
+
+store_test!(
+    an_exclusive_import_writes_batch_after_batch,
+    exclusive_import
+);
+/// `accounts import --exclusive` is for a store nothing else writes to (a
+/// first load): it does not leave the write lock free between batches, and
+/// imports the same rows. Without it, a SQLite import says how long it left
+/// the lock free, and how to skip that.
+async fn exclusive_import(db: TestStore) {
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("members.csv");
+        write_members(&path, 2_000);
+        let mut stderrs = Vec::new();
+        for (realm, exclusive) in [("shared", false), ("alone", true)] {
+            let mut cmd = credshift(&url);
+            cmd.args([
+                "accounts",
+                "import",
+                "--realm",
+                realm,
+                "--batch-size",
+                "100",
+            ]);
+            if exclusive {
+                cmd.arg("--exclusive");
+            }
+            let out = cmd.arg(&path).output().expect("run credshift");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{realm}: {stderr}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("imported 2000, updated 0"),
+                "{realm}: {out:?}"
+            );
+            stderrs.push(stderr);
+        }
+        let note = "between batches so that other writers got in";
+        assert_eq!(
+            stderrs[0].contains(note),
+            url.starts_with("sqlite"),
+            "a shared import notes its pauses on SQLite only: {}",
+            stderrs[0]
+        );
+        assert!(
+            stderrs[0].is_empty() || stderrs[0].contains("--exclusive skips this"),
+            "{}",
+            stderrs[0]
+        );
+        assert!(
+            !stderrs[1].contains(note),
+            "an exclusive import does not pause: {}",
+            stderrs[1]
+        );
+    })
+    .await
+    .expect("join");
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use super::{EXIT_OK, Failure, StoreArgs};
 use crate::engine::cutover::{Phase, advance, measure_rate, plan};
 use crate::files::{self, InputError, Model};
-use crate::import::{self, Format, RowNote};
+use crate::import::{self, Format, ImportOptions, RowNote};
 use crate::store::Store;
 
 /// Flags shared by plan and apply.
@@ -173,7 +173,7 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
             realm,
             file,
             Format::from_path(file),
-            1000,
+            ImportOptions::batches_of(1000),
             now(),
             |note| match note {
                 RowNote::Failed(p) => eprintln!("{shown}:{}: error: {}", p.line, p.message),
