@@ -210,7 +210,9 @@ fn check_row(
     validate::login_id(login_id).map_err(|e| problem(format!("field login_id {e}")))?;
     validate::email(base_email).map_err(|e| problem(format!("field base_email {e}")))?;
     for (name, hash) in &credentials {
-        hashing::validate(hash).map_err(|e| problem(format!("field {name}: {e}")))?;
+        hashing::validate(hash)
+            .and_then(|_| hashing::check_ceiling(hash))
+            .map_err(|e| problem(format!("field {name}: {e}")))?;
     }
     Ok(ImportRow {
         line,

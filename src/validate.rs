@@ -65,9 +65,41 @@ pub fn name(value: &str) -> Result<(), String> {
     }
 }
 
+/// Longest `client` (the member's address or RADIUS calling-station id)
+/// an API caller may name.
+pub const CLIENT_MAX: usize = 128;
+
+/// A client identity as API callers send it: an IPv4/IPv6 address, a MAC
+/// or calling-station id, a host name. 1 to 128 bytes of printable ASCII
+/// without spaces, so it is bounded before it keys a throttling counter.
+pub fn client(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > CLIENT_MAX {
+        return Err(format!("must be 1 to {CLIENT_MAX} bytes"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients() {
+        for good in [
+            "192.0.2.1",
+            "2001:db8::1",
+            "00-11-22-33-44-55",
+            "portal.example",
+        ] {
+            assert!(client(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "x\0", "\u{202e}x", &"x".repeat(129)] {
+            assert!(client(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn login_ids() {

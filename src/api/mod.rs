@@ -4,8 +4,10 @@
 
 mod auth;
 pub mod cluster;
+mod server;
 
 pub use auth::{Caller, Tokens};
+pub use server::Limits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +30,7 @@ use tracing::{info, warn};
 
 use crate::engine::members::{LoginVerify, Realm, Refusal};
 use crate::engine::{EngineError, VerifyOutcome};
-use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
+use crate::hashing::{self, Argon2Params, HashPool, Sealer, Secret};
 use crate::store::StoreError;
 use crate::store::{Account, AccountState, Store};
 
@@ -48,8 +50,8 @@ pub struct Throttle {
     pub recovery_per_caller: u32,
     /// Every answer that must not tell an existing account from an unknown
     /// one (a denied verify or change, every recovery answer) takes at least
-    /// this long, longer than the slowest hash a member may still have
-    /// (an imported sha512-crypt with many rounds, a live recovery ticket).
+    /// this long. Raised at start, if need be, above the slowest verify the
+    /// hashing budget allows ([`Api::new`]).
     pub min_denial_time: Duration,
 }
 
@@ -81,14 +83,17 @@ pub struct Api {
 }
 
 impl Api {
+    /// The API on `store`, hashing in `hasher`. Measures the default argon2id
+    /// on this machine to make sure `throttle.min_denial_time` exceeds the
+    /// slowest verify the hashing budget allows, raising it if not.
     pub async fn new(
         store: Store,
         sealer: Option<Sealer>,
         realms: Vec<Realm>,
         tokens: Tokens,
-        throttle: Throttle,
+        mut throttle: Throttle,
+        hasher: HashPool,
     ) -> Result<Arc<Api>, String> {
-        let hasher = HashPool::default();
         let dummy_hash = hasher
             .hash(
                 Secret::from("credshift-dummy-password"),
@@ -96,6 +101,32 @@ impl Api {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // The costliest argon2id any realm's policy asks for.
+        let policy_ns = realms
+            .iter()
+            .flat_map(|r| r.policy.credentials.values())
+            .map(|c| hashing::argon2_cost_ns(c.hashing))
+            .max()
+            .unwrap_or(0);
+        let floor = hasher
+            .run(move || hashing::slowest_verify_here(policy_ns))
+            .await
+            .map_err(|e| e.to_string())?
+            .mul_f64(1.5);
+        if throttle.min_denial_time < floor {
+            warn!(
+                configured_ms = throttle.min_denial_time.as_millis() as u64,
+                raised_to_ms = floor.as_millis() as u64,
+                "--min-denial-time is below the slowest verify the hashing budget allows here; raised"
+            );
+            throttle.min_denial_time = floor;
+        }
+        info!(
+            min_denial_time_ms = throttle.min_denial_time.as_millis() as u64,
+            hash_threads = hasher.size().threads,
+            hash_queue = hasher.size().queue,
+            "answers that must not tell accounts apart are padded"
+        );
         let mut registry = Registry::with_prefix("credshift_api");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -103,6 +134,7 @@ impl Api {
             "API requests by endpoint and outcome",
             requests.clone(),
         );
+        hasher.register(&mut registry);
         Ok(Arc::new(Api {
             store,
             hasher,
@@ -114,6 +146,11 @@ impl Api {
             requests,
             registry,
         }))
+    }
+
+    /// The padding floor in force (the flag, or what [`Api::new`] raised it to).
+    pub fn min_denial_time(&self) -> Duration {
+        self.throttle.min_denial_time
     }
 
     fn count(&self, endpoint: &'static str, outcome: &'static str) {
@@ -162,8 +199,18 @@ impl Api {
     }
 
     /// Spends what a verify spends, for answers that must not reveal why.
-    async fn dummy_verify(&self, password: Secret) {
-        let _ = self.hasher.verify(password, self.dummy_hash.clone()).await;
+    async fn dummy_verify(&self, hasher: &HashPool, password: Secret) {
+        let _ = hasher.verify(password, self.dummy_hash.clone()).await;
+    }
+
+    /// A slot in the hashing pool for one request, or the `503` to answer.
+    // The error is the answer itself, returned by the handler at once.
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, endpoint: &'static str) -> Result<HashPool, Response> {
+        self.hasher.admit().map_err(|_| {
+            self.count(endpoint, "shed");
+            overloaded()
+        })
     }
 
     /// The active account, or `None` (unknown, suspended or closed look alike).
@@ -201,49 +248,21 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Serves until `shutdown`; TLS when a certificate and key are given.
+/// Serves until `shutdown`, within `limits`; TLS when a certificate and
+/// key are given.
 pub async fn serve(
     api: Arc<Api>,
     addr: SocketAddr,
     tls: Option<(PathBuf, PathBuf)>,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let app = router(api);
-    match tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listen on {addr}: {e}"))?;
-            info!(%addr, "serving the API over HTTP");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Some((cert, key)) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "TLS certificate {} / key {}: {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(Duration::from_secs(10)));
-            });
-            info!(%addr, "serving the API over HTTPS");
-            axum_server::bind_rustls(addr, config)
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    let tls = match tls {
+        Some((cert, key)) => Some(server::tls_config(&cert, &key)?),
+        None => None,
+    };
+    let listener = server::bind(addr).await?;
+    server::run(listener, router(api), tls, limits, shutdown).await
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -252,6 +271,54 @@ fn reply(status: StatusCode, body: Value) -> Response {
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     reply(status, json!({ "error": code, "message": message.into() }))
+}
+
+/// Every hashing slot is taken: come back in a second.
+fn overloaded() -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the service is at capacity; retry after the delay in Retry-After",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// Refuses a password field over [`hashing::MAX_PASSWORD_BYTES`] before it
+/// goes anywhere near a hash.
+// The error is the answer itself, returned by the handler at once.
+#[allow(clippy::result_large_err)]
+fn bounded(field: &'static str, password: String) -> Result<Secret, Response> {
+    if password.len() > hashing::MAX_PASSWORD_BYTES {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "password_too_long",
+            format!(
+                "{field} is longer than {} bytes",
+                hashing::MAX_PASSWORD_BYTES
+            ),
+        ));
+    }
+    Ok(Secret::new(password))
+}
+
+/// The throttling identity of a request: the caller's `client` if valid,
+/// else the caller's token name.
+// The error is the answer itself, returned by the handler at once.
+#[allow(clippy::result_large_err)]
+fn client_of<'a>(client: Option<&'a str>, caller: &'a Caller) -> Result<&'a str, Response> {
+    match client {
+        None => Ok(&caller.name),
+        Some(c) => crate::validate::client(c).map(|()| c).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                format!("client {e}"),
+            )
+        }),
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -341,39 +408,55 @@ async fn verify(
             "no such purpose in the policy",
         );
     }
-    let password = Secret::new(req.password);
+    let password = match bounded("password", req.password) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let client = match client_of(req.client.as_deref(), &caller) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let denied_after_pad = || async {
+        api.count("verify", "denied");
+        pad(started, api.throttle.min_denial_time).await;
+        denied()
+    };
+    // A login ID that cannot exist is looked up nowhere, counted nowhere,
+    // hashed against nothing, and answered alike.
+    if crate::validate::login_id(&req.login_id).is_err() {
+        return denied_after_pad().await;
+    }
+    let hasher = match api.admit("verify") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let now = Timestamp::now();
-    let client = req.client.as_deref().unwrap_or(&caller.name);
     let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
     match api.reserve_failure(&key, now).await {
         Ok(true) => {}
         Ok(false) => {
-            api.dummy_verify(password).await;
+            // Throttled: no hash at all; the padding hides that.
+            drop(hasher);
             api.count("verify", "throttled");
             pad(started, api.throttle.min_denial_time).await;
             return denied();
         }
         Err(e) => return internal(e),
     }
-    // A login ID that cannot exist is looked up nowhere, and answered alike.
-    let checked = if crate::validate::login_id(&req.login_id).is_ok() {
-        realm
-            .verify(
-                &api.store,
-                &api.hasher,
-                &req.login_id,
-                &req.purpose,
-                password.clone(),
-                now,
-            )
-            .await
-    } else {
-        Ok(Some(LoginVerify::NoAccount))
-    };
+    let checked = realm
+        .verify(
+            &api.store,
+            &hasher,
+            &req.login_id,
+            &req.purpose,
+            password.clone(),
+            now,
+        )
+        .await;
     let outcome = match checked {
         Ok(Some(LoginVerify::Checked(o))) => o,
         Ok(Some(LoginVerify::NoAccount)) => {
-            api.dummy_verify(password).await;
+            api.dummy_verify(&hasher, password).await;
             VerifyOutcome::NoCredential
         }
         Ok(None) => {
@@ -389,6 +472,8 @@ async fn verify(
             return internal(e);
         }
     };
+    // The slot is not held through the padding: that is sleep, not work.
+    drop(hasher);
     match outcome {
         VerifyOutcome::Match { must_change, .. } => {
             api.release_failure(&key, now).await;
@@ -398,12 +483,8 @@ async fn verify(
                 json!({ "result": "ok", "must_change": must_change }),
             )
         }
-        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
-            // The failure stays counted: its slot was reserved above.
-            api.count("verify", "denied");
-            pad(started, api.throttle.min_denial_time).await;
-            denied()
-        }
+        // The failure stays counted: its slot was reserved above.
+        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => denied_after_pad().await,
     }
 }
 
@@ -441,37 +522,56 @@ async fn change(
         api.count("change", "refused");
         return error(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string());
     }
-    let (current, new) = (
-        Secret::new(req.current_password),
-        Secret::new(req.new_password),
-    );
-    let now = Timestamp::now();
-    let client = req.client.as_deref().unwrap_or(&caller.name);
-    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    let wrong = || {
+    let current = match bounded("current_password", req.current_password) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let new = match bounded("new_password", req.new_password) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let client = match client_of(req.client.as_deref(), &caller) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let wrong_after_pad = || async {
+        api.count("change", "denied");
+        pad(started, api.throttle.min_denial_time).await;
         error(
             StatusCode::FORBIDDEN,
             "wrong_current_password",
             "the current password is wrong",
         )
     };
+    if crate::validate::login_id(&req.login_id).is_err() {
+        return wrong_after_pad().await;
+    }
+    let hasher = match api.admit("change") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
     match api.reserve_failure(&key, now).await {
         Ok(true) => {}
         Ok(false) => {
-            api.dummy_verify(current).await;
+            drop(hasher);
             api.count("change", "throttled");
             pad(started, api.throttle.min_denial_time).await;
-            return wrong();
+            return error(
+                StatusCode::FORBIDDEN,
+                "wrong_current_password",
+                "the current password is wrong",
+            );
         }
         Err(e) => return internal(e),
     }
     let account = match api.active_account(&req.realm, &req.login_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            api.dummy_verify(current).await;
-            api.count("change", "denied");
-            pad(started, api.throttle.min_denial_time).await;
-            return wrong();
+            api.dummy_verify(&hasher, current).await;
+            drop(hasher);
+            return wrong_after_pad().await;
         }
         Err(e) => {
             api.release_failure(&key, now).await;
@@ -481,7 +581,7 @@ async fn change(
     let changed = realm
         .change(
             &api.store,
-            &api.hasher,
+            &hasher,
             &account,
             &caller.channel,
             &req.purpose,
@@ -490,6 +590,7 @@ async fn change(
             now,
         )
         .await;
+    drop(hasher);
     // Only a wrong current password keeps its reserved failure slot.
     if !matches!(changed, Ok(Err(Refusal::WrongCurrentPassword))) {
         api.release_failure(&key, now).await;
@@ -500,11 +601,7 @@ async fn change(
             info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, channel = %caller.channel, "password changed");
             reply(StatusCode::OK, json!({ "result": "changed" }))
         }
-        Ok(Err(Refusal::WrongCurrentPassword)) => {
-            api.count("change", "denied");
-            pad(started, api.throttle.min_denial_time).await;
-            wrong()
-        }
+        Ok(Err(Refusal::WrongCurrentPassword)) => wrong_after_pad().await,
         Ok(Err(refusal)) => {
             api.count("change", "refused");
             let status = match refusal {
@@ -561,21 +658,26 @@ async fn recovery(
     let Some(sealer) = &api.sealer else {
         return internal("no outbox key configured");
     };
+    let hasher = match api.admit("recovery") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let account = match api.active_account(&req.realm, &req.login_id).await {
         Ok(a) => a,
         Err(e) => return internal(e),
     };
-    match realm
+    let requested = realm
         .request_recovery(
             &api.store,
-            &api.hasher,
+            &hasher,
             sealer,
             account.as_ref(),
             &req.purpose,
             now,
         )
-        .await
-    {
+        .await;
+    drop(hasher);
+    match requested {
         Ok(outcome) => {
             // The public metrics must not tell an issued ticket from an
             // unknown account; the outcome goes to the (ops-only) debug log.
@@ -613,6 +715,10 @@ async fn helpdesk_reset(
             "only the helpdesk channel can reset passwords",
         );
     }
+    let hasher = match api.admit("helpdesk_reset") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let account = match api.store.find_account(&req.realm, &req.login_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -627,7 +733,7 @@ async fn helpdesk_reset(
     match realm
         .helpdesk_reset(
             &api.store,
-            &api.hasher,
+            &hasher,
             &account,
             &req.purpose,
             caller.administrator,

@@ -250,5 +250,11 @@ fn read_password() -> Result<Secret, Failure> {
     if secret.expose().is_empty() {
         return Err(Failure("no password on stdin".into()));
     }
+    if secret.expose().len() > crate::hashing::MAX_PASSWORD_BYTES {
+        return Err(Failure(format!(
+            "the password on stdin is longer than {} bytes",
+            crate::hashing::MAX_PASSWORD_BYTES
+        )));
+    }
     Ok(secret)
 }

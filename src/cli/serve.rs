@@ -12,7 +12,7 @@ use super::{EXIT_OK, Failure, StoreArgs};
 use crate::api::{self, Throttle, Tokens};
 use crate::engine::model::Recovery;
 use crate::engine::outbox::{Transport, deliver_due};
-use crate::hashing::{OUTBOX_KEY_ENV, Sealer};
+use crate::hashing::{HashPool, OUTBOX_KEY_ENV, PoolSize, Sealer};
 use crate::resources::parse_go_duration;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +61,28 @@ pub struct ServeArgs {
     /// exists (denied verify/change, recovery). Above the slowest stored hash.
     #[arg(long, env = "CREDSHIFT_MIN_DENIAL_TIME", default_value = "250ms")]
     pub min_denial_time: String,
+    /// Hashing threads: argon2 and legacy hashes that run at once
+    /// [default: one per core].
+    #[arg(long, env = "CREDSHIFT_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+    /// Requests admitted to wait for a hashing thread; past threads + queue
+    /// the API answers 503 with Retry-After [default: 8 per hashing thread].
+    #[arg(long, env = "CREDSHIFT_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
+    /// Time a client has to send a request's headers (and to finish the TLS
+    /// handshake) before its connection is closed.
+    #[arg(long, env = "CREDSHIFT_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// Time a request has to be read and answered; past it, 408 and close.
+    #[arg(long, env = "CREDSHIFT_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: String,
+    /// A keep-alive connection without a request is closed after this long.
+    #[arg(long, env = "CREDSHIFT_IDLE_TIMEOUT", default_value = "60s")]
+    pub idle_timeout: String,
+    /// Open connections at most (HTTP/1.1: also requests in flight); past
+    /// it, new clients wait in the listen backlog.
+    #[arg(long, env = "CREDSHIFT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Deliver recovery mail from this process through this SMTP relay
     /// (smtp://HOST[:PORT]); in a cluster the controller delivers instead.
     #[arg(long, env = "CREDSHIFT_SMTP")]
@@ -129,15 +151,71 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         (None, Some(dir)) => Some(Transport::Directory(dir.clone())),
         _ => None,
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let duration = |flag: &str, value: &str| {
+        parse_go_duration(value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure(format!(
+                    "--{flag} {value:?}: expected a positive Go duration"
+                ))
+            })
+    };
+    let limits = api::Limits {
+        header_read_timeout: duration("header-read-timeout", &args.header_read_timeout)?,
+        request_timeout: duration("request-timeout", &args.request_timeout)?,
+        idle_timeout: duration("idle-timeout", &args.idle_timeout)?,
+        max_connections: args.max_connections.max(1),
+    };
+    let mut size = PoolSize::default();
+    if let Some(threads) = args.hash_threads {
+        size = PoolSize {
+            threads: threads.max(1),
+            queue: 8 * threads.max(1),
+        };
+    }
+    if let Some(queue) = args.hash_queue {
+        size.queue = queue;
+    }
     let api = api::Api::new(
         store.clone(),
         sealer.clone(),
         model.realms.clone(),
         tokens,
         throttle,
+        HashPool::new(size),
     )
     .await
     .map_err(Failure)?;
+    if limits.request_timeout <= api.min_denial_time() {
+        return Err(Failure(format!(
+            "--request-timeout {} must be longer than the padding of denied answers ({} ms)",
+            args.request_timeout,
+            api.min_denial_time().as_millis()
+        )));
+    }
+    {
+        // Expired throttling windows are deleted (every window, at most a
+        // minute apart), so the table holds only the counters still running.
+        let (store, mut stop) = (store.clone(), stop_rx.clone());
+        let every = window.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            loop {
+                match store.prune_rate_limits(Timestamp::now()).await {
+                    Ok(n) if n > 0 => {
+                        tracing::debug!(deleted = n, "expired rate-limit windows pruned")
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "rate-limit pruning failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
     if let Some(client) = client {
         tokio::spawn(crate::api::cluster::follow(
             api.clone(),
@@ -146,7 +224,6 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
             Duration::from_secs(5),
         ));
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let (Some(transport), Some(sealer)) = (transport, sealer) {
         let (store, realms, mut stop) = (store.clone(), model.realms.clone(), stop_rx.clone());
         tokio::spawn(async move {
@@ -173,7 +250,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         crate::controller::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    api::serve(api, args.listen, tls, shutdown)
+    api::serve(api, args.listen, tls, limits, shutdown)
         .await
         .map_err(Failure)?;
     Ok(EXIT_OK)

@@ -103,6 +103,32 @@ pub(super) fn validate_bcrypt(hash: &str) -> Result<(), HashError> {
     Ok(())
 }
 
+/// A well-formed bcrypt hash's cost (log2 of its iterations).
+pub(super) fn bcrypt_cost(hash: &str) -> Result<u32, HashError> {
+    validate_bcrypt(hash)?;
+    hash.get(4..6)
+        .and_then(|c| c.parse().ok())
+        .ok_or(HashError::malformed(
+            Scheme::Bcrypt,
+            "cost must be two digits",
+        ))
+}
+
+/// A well-formed sha-crypt hash's rounds and salt length.
+pub(super) fn sha_crypt_cost(scheme: Scheme, hash: &str) -> Result<(u64, u64), HashError> {
+    validate_sha_crypt(scheme, hash)?;
+    let mut fields = hash.split('$').skip(2);
+    let mut field = fields.next();
+    let mut rounds = 5000;
+    if let Some(r) = field.and_then(|f| f.strip_prefix("rounds=")) {
+        rounds = r
+            .parse()
+            .map_err(|_| HashError::malformed(scheme, "rounds must be a number"))?;
+        field = fields.next();
+    }
+    Ok((rounds, field.map_or(0, |s| s.len() as u64)))
+}
+
 /// `$5$` / `$6$`, `[rounds=N$]salt$checksum`.
 pub(super) fn validate_sha_crypt(scheme: Scheme, hash: &str) -> Result<(), HashError> {
     let bad = |reason| Err(HashError::malformed(scheme, reason));

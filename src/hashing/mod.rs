@@ -4,12 +4,18 @@
 //!
 //! Nothing here knows about accounts or SQL; the store and the engine call in.
 
+mod cost;
 mod legacy;
 mod pool;
 mod seal;
 mod secret;
 
-pub use pool::HashPool;
+pub use cost::{
+    BUDGET_FACTOR, MAX_IMPORTED_ARGON2_KIB, MAX_PASSWORD_BYTES, MIN_VERIFIABLE_BYTES,
+    argon2_cost_ns, check_ceiling, slowest_verify_here, verify_budget_ns, verify_cost_ns,
+    within_budget,
+};
+pub use pool::{HashPool, Overloaded, PoolSize};
 pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, Sealer};
 pub use secret::Secret;
 
@@ -97,6 +103,25 @@ pub enum HashError {
     },
     #[error("invalid argon2 parameters: {0}")]
     Parameters(String),
+    /// Verifying a password against it would cost more than credshift's
+    /// budget allows even for a short password.
+    #[error(
+        "{scheme} hash costs {times}× the default argon2id to verify a 64-byte password; at most {max}× is accepted",
+        max = cost::BUDGET_FACTOR
+    )]
+    TooCostly { scheme: &'static str, times: u64 },
+    /// An argon2 hash that needs more memory than an imported hash may.
+    #[error(
+        "{scheme} hash needs {memory_kib} KiB to verify; at most {max} KiB is accepted",
+        max = cost::MAX_IMPORTED_ARGON2_KIB
+    )]
+    TooMuchMemory {
+        scheme: &'static str,
+        memory_kib: u64,
+    },
+    /// Not about the hash: the pool had no slot for it.
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 impl HashError {
@@ -174,13 +199,30 @@ pub fn validate(hash: &str) -> Result<Scheme, HashError> {
     Ok(scheme)
 }
 
+/// An argon2 PHC hash's memory (KiB) and passes, the two factors of its cost.
+fn argon2_cost(scheme: Scheme, hash: &str) -> Result<(u64, u64), HashError> {
+    let parsed = PasswordHash::new(hash)
+        .map_err(|_| HashError::malformed(scheme, "not a valid PHC string"))?;
+    let params = argon2::Params::try_from(&parsed)
+        .map_err(|_| HashError::malformed(scheme, "invalid parameters"))?;
+    Ok((u64::from(params.m_cost()), u64::from(params.t_cost())))
+}
+
 /// Verifies a password against any supported hash, in constant time where the
 /// format allows. `Ok(false)` is a wrong password; `Err` is an unusable hash.
 /// CPU-heavy: call through [`HashPool`].
+///
+/// A password the budget does not allow to be checked against this hash
+/// (over [`MAX_PASSWORD_BYTES`], or long enough to make a high-round
+/// crypt(3) hash cost more than [`verify_budget_ns`]) is not hashed: it is
+/// `Ok(false)`, a wrong password.
 pub fn verify_password(password: &Secret, hash: &str) -> Result<bool, HashError> {
     let scheme = validate(hash)?;
     let body = legacy::strip_ldap_crypt(hash);
     let pw = password.expose().as_bytes();
+    if !within_budget(hash, pw.len())? {
+        return Ok(false);
+    }
     match scheme {
         Scheme::Argon2id | Scheme::Argon2i | Scheme::Argon2d => {
             let parsed = PasswordHash::new(body)

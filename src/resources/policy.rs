@@ -134,11 +134,12 @@ impl Default for HashingSpec {
 pub struct PasswordRules {
     /// Minimum length in characters (default 8).
     #[serde(default = "default_min_length")]
-    #[schemars(extend("format" = "int32"), range(min = 8, max = 1024))]
+    #[schemars(extend("format" = "int32"), range(min = 8, max = 256))]
     pub min_length: u32,
-    /// Maximum length in characters (default 128; at least 64).
+    /// Maximum length in characters (default 128; 64 to 256, so that every
+    /// allowed password fits the API's 1024-byte limit in any script).
     #[serde(default = "default_max_length")]
-    #[schemars(extend("format" = "int32"), range(min = 64, max = 4096))]
+    #[schemars(extend("format" = "int32"), range(min = 64, max = 256))]
     pub max_length: u32,
     /// Refuse a password equal to the login ID (default true).
     #[serde(default = "yes")]

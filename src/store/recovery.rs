@@ -323,7 +323,9 @@ impl Store {
     }
 
     /// Counts one hit in a fixed window shared by every replica; returns
-    /// whether it is within `max` hits per `window`.
+    /// whether it is within `max` hits per `window`. The key is stored as
+    /// its SHA-256, so the table holds no login ID or client address and
+    /// every row has the same size whatever the caller sent.
     pub async fn rate_limit(
         &self,
         scope: &str,
@@ -334,14 +336,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let start = window_start(window, now);
         let hits: i64 = sqlx::query_scalar(
-            "INSERT INTO rate_limits (scope, key, window_start, hits) VALUES ($1, $2, $3, 1) \
+            "INSERT INTO rate_limits (scope, key, window_start, hits, expires_at) VALUES ($1, $2, $3, 1, $4) \
              ON CONFLICT (scope, key) DO UPDATE SET \
              hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
-             window_start = excluded.window_start RETURNING hits",
+             window_start = excluded.window_start, expires_at = excluded.expires_at RETURNING hits",
         )
         .bind(scope)
-        .bind(key)
+        .bind(rate_key(key))
         .bind(start)
+        .bind(start.saturating_add(window_millis(window)))
         .fetch_one(&self.pool)
         .await?;
         Ok(hits <= i64::from(max))
@@ -363,16 +366,45 @@ impl Store {
              WHERE scope = $1 AND key = $2 AND window_start = $3 AND hits > 0",
         )
         .bind(scope)
-        .bind(key)
+        .bind(rate_key(key))
         .bind(start)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
+
+    /// Deletes the counters of windows that have ended; returns how many.
+    pub async fn prune_rate_limits(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM rate_limits WHERE expires_at <= $1")
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Counters held now, expired or not.
+    pub async fn rate_limit_rows(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rate_limits")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+/// What a rate-limit key is stored as: its SHA-256, in hex.
+fn rate_key(key: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn window_millis(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 /// The start of the fixed window that `now` falls in (Unix ms).
 fn window_start(window: Duration, now: Timestamp) -> i64 {
-    let w = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let w = window_millis(window);
     millis(now).div_euclid(w) * w
 }
