@@ -25,6 +25,15 @@ fn example(name: &str) -> String {
     .expect("example")
 }
 
+/// `credshift accounts import` of `file` into the realm wakwak of `url`.
+fn import(url: &str, file: &Path) -> std::process::Output {
+    credshift()
+        .args(["accounts", "import", "--realm", "wakwak", "--store", url])
+        .arg(file)
+        .output()
+        .expect("import")
+}
+
 /// Every table's row count, to show that nothing changed.
 async fn row_counts(url: &str) -> Vec<i64> {
     let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
@@ -240,11 +249,7 @@ async fn hostile_import_rows_fail_one_by_one_and_nothing_is_stored() {
     let file = dir.path().join("hostile.csv");
     std::fs::write(&file, &bytes).expect("write");
     let before = row_counts(&url).await;
-    let out = credshift()
-        .args(["accounts", "import", "--realm", "wakwak", "--store", &url])
-        .arg(&file)
-        .output()
-        .expect("import");
+    let out = import(&url, &file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -276,11 +281,7 @@ async fn hostile_import_rows_fail_one_by_one_and_nothing_is_stored() {
         ),
     )
     .expect("write");
-    let out = credshift()
-        .args(["accounts", "import", "--realm", "wakwak", "--store", &url])
-        .arg(&jsonl)
-        .output()
-        .expect("import");
+    let out = import(&url, &jsonl);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for line in 1..=5 {
@@ -370,7 +371,10 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
         ("NUL in the login ID", "/v1/verify", token, verify("ab\u{0}001", "taro-login-1998"), 401),
         ("SQL in the login ID", "/v1/verify", token, verify("x' OR '1'='1", "x' OR '1'='1"), 401),
         ("bidi override in the login ID", "/v1/verify", token, verify("ab\u{202e}001", "x"), 401),
-        ("a long password", "/v1/verify", token, verify("ab000001", &"p".repeat(8_000)), 401),
+        ("a long password", "/v1/verify", token, verify("ab000001", &"p".repeat(8_000)), 400),
+        ("a password a byte over the cap", "/v1/verify", token, verify("ab000001", &"p".repeat(1025)), 400),
+        ("a client with a space", "/v1/verify", token, br#"{"realm": "wakwak", "login_id": "ab000001", "purpose": "support-portal", "password": "x", "client": "a b"}"#.to_vec(), 400),
+        ("an oversized client", "/v1/verify", token, json!({"realm": "wakwak", "login_id": "ab000001", "purpose": "support-portal", "password": "x", "client": "c".repeat(129)}).to_string().into_bytes(), 400),
         ("no token", "/v1/verify", "", verify("ab000001", "x"), 401),
         ("a wrong token", "/v1/verify", "not-the-token", verify("ab000001", "x"), 401),
         ("unknown realm", "/v1/verify", token, br#"{"realm": "x'; --", "login_id": "a", "purpose": "p", "password": "x"}"#.to_vec(), 403),
@@ -397,4 +401,53 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
     let after = row_counts(&url).await;
     // Only the rate-limit counters and nothing else may move.
     assert_eq!(after, before, "nothing in the store changed");
+}
+
+/// Legacy hashes whose cost could pin the API (bcrypt cost 31, sha-crypt
+/// at 999,999,999 rounds, argon2 with 4 GiB) are refused on import with
+/// their line and field named, and nothing is stored; passlib's defaults
+/// (the example's 656,000-round sha512-crypt) and bcrypt 12 are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_refuses_legacy_hashes_that_would_pin_the_api() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    credshift::store::Store::open(&url).await.expect("store");
+    let csv = concat!(
+        "login_id,base_email,login\n",
+        "ab000001,a@wakwak.example.jp,$2b$31$GBsxoNhv2.jX5d9Ulda57O25kNrd5KjRbNRpidxqIVg7ama2pQWk6\n",
+        "ab000002,b@wakwak.example.jp,$6$rounds=999999999$fnbFM7DtxAMOkpvj$g1JLGcNGM2r/qAck2q9Pp41F5w2bN79wXiumoO7rYx18kifwCRfySDIfC0zs6ix3NYCbQuo8.pCB.Ujo3W9/Q/\n",
+        "ab000003,c@wakwak.example.jp,\"$argon2id$v=19$m=4194304,t=1,p=1$2ntPybmXMmYMYezdmzOmdA$Uw+T+4rIxO1getUraQVBwTx3bhuLu6TBj+Z7xKadXts\"\n",
+        "ab000004,d@wakwak.example.jp,$5$rounds=5000000$ApWRjQhXkiuJOTgx$EpAhbV5SI.wCrnvbpoy1/tvQCypFvMibzPAFGILooy4\n",
+    );
+    let file = dir.path().join("costly.csv");
+    std::fs::write(&file, csv).expect("write");
+    let before = row_counts(&url).await;
+    let out = import(&url, &file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (line, what) in [
+        (2, "bcrypt hash costs"),
+        (3, "sha512-crypt hash costs"),
+        (4, "argon2id hash needs 4194304 KiB"),
+        (5, "sha256-crypt hash costs"),
+    ] {
+        assert!(
+            stderr.contains(&format!("costly.csv:{line}: error: field login: {what}")),
+            "line {line}: {stderr}"
+        );
+    }
+    assert_eq!(row_counts(&url).await[..2], before[..2], "nothing stored");
+
+    let fine = concat!(
+        "login_id,base_email,login\n",
+        "ab000005,e@wakwak.example.jp,$2b$12$GBsxoNhv2.jX5d9Ulda57O25kNrd5KjRbNRpidxqIVg7ama2pQWk6\n",
+        "ab000006,f@wakwak.example.jp,$6$rounds=656000$fnbFM7DtxAMOkpvj$g1JLGcNGM2r/qAck2q9Pp41F5w2bN79wXiumoO7rYx18kifwCRfySDIfC0zs6ix3NYCbQuo8.pCB.Ujo3W9/Q/\n",
+    );
+    std::fs::write(&file, fine).expect("write");
+    let out = import(&url, &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

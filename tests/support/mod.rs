@@ -8,6 +8,7 @@ pub mod controller;
 pub mod http;
 pub mod kube;
 pub mod postgres;
+pub mod serve;
 pub mod smtp;
 pub mod stores;
 pub mod tokens;

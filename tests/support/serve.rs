@@ -1,0 +1,341 @@
+//! A real `credshift serve` on its own SQLite store, filled by
+//! `credshift apply -f examples/2018-split`, for the API suites: started
+//! under a watchdog shell so that no server outlives the tests.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credshift::store::{RecoveryCounts, Store};
+use serde_json::{Value, json};
+
+use super::http::{self, Response};
+use super::smtp::SmtpServer;
+use super::tokens::{Tokens, random_bytes};
+
+pub const REALM: &str = "wakwak";
+/// Stored as argon2id with the default parameters (m=19456, t=2), so a
+/// wrong password costs what the unknown-account dummy verify costs.
+pub const KENJI: &str = "ab000006";
+
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split")
+}
+
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// How to start a serve.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Replaces the cutover's `at` (the example's is 2018-04-18T00:00:00+09:00).
+    pub cutover_at: Option<&'a str>,
+    /// Replaces the support password's ticket `ttl` (the example's is 24h).
+    pub ttl: Option<&'a str>,
+    /// Deliver recovery mail to this server.
+    pub smtp: Option<&'a SmtpServer>,
+    /// More `credshift serve` flags.
+    pub args: &'a [&'a str],
+    /// `--log` (default `info`).
+    pub log: Option<&'a str>,
+    /// Extra members `ab1000NN` (NN from 01), each with KENJI's hashes and
+    /// the base address `ab1000NN@wakwak.example.jp`.
+    pub extra_members: usize,
+}
+
+pub fn extra_member(n: usize) -> String {
+    format!("ab1{n:05}")
+}
+
+/// A running `credshift serve` on its own store; stopped on drop.
+///
+/// It runs under a small shell that stops it (SIGTERM) when the shell's
+/// stdin, a pipe from this process, reaches EOF: on drop, and also when the
+/// test binary is killed, so no server outlives the tests.
+pub struct Serve {
+    pub child: Child,
+    pub watch: Option<ChildStdin>,
+    pub port: u16,
+    pub store_url: String,
+    pub db: PathBuf,
+    pub stderr: PathBuf,
+    pub tokens: Tokens,
+    /// CREDSHIFT_OUTBOX_KEY (base64) and its raw bytes.
+    pub outbox_key: String,
+    pub outbox_key_bytes: Vec<u8>,
+    pub _dir: tempfile::TempDir,
+}
+
+/// Waits until /readyz answers 200; `Err` when the process exits or time runs out.
+pub fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status})"));
+        }
+        if let Ok(r) = http::request(port, "GET", "/readyz", "", None)
+            && r.status == 200
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("not ready in {timeout:?}"))
+}
+
+/// Runs `"$0" "$@"` with stdin from /dev/null and sends it SIGTERM once
+/// the shell's own stdin reaches EOF; exits with its status.
+pub const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" </dev/null & pid=$!; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid"#;
+
+pub fn credshift(args: &[&str]) -> Command {
+    let mut cmd = Command::new(super::credshift_bin());
+    cmd.args(args);
+    without_credshift_env(&mut cmd);
+    cmd
+}
+
+pub fn without_credshift_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CREDSHIFT_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+impl Serve {
+    /// Copies the example (with the options' edits), applies it to a fresh
+    /// SQLite store (imports the members and, with the real date, completes
+    /// the 2018 split), and starts `credshift serve` on it.
+    pub fn start(o: Options<'_>) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        for name in ["policy.yaml", "cutover.yaml", "members.csv"] {
+            let mut text = std::fs::read_to_string(example_dir().join(name)).expect("example");
+            if let (Some(ttl), "policy.yaml") = (o.ttl, name) {
+                assert!(text.contains("ttl: 24h"), "the example's ttl moved");
+                text = text.replace("ttl: 24h", &format!("ttl: {ttl}"));
+            }
+            if name == "members.csv" && o.extra_members > 0 {
+                let kenji = text
+                    .lines()
+                    .find(|l| l.starts_with(KENJI))
+                    .expect("KENJI in members.csv")
+                    .to_owned();
+                let hashes = kenji.split_once(".jp,").expect("csv row").1;
+                for n in 1..=o.extra_members {
+                    let id = extra_member(n);
+                    text.push_str(&format!("{id},{id}@wakwak.example.jp,{hashes}\n"));
+                }
+            }
+            if let (Some(at), "cutover.yaml") = (o.cutover_at, name) {
+                let from = "at: \"2018-04-18T00:00:00+09:00\"";
+                assert!(text.contains(from), "the example's cutover date moved");
+                text = text.replace(from, &format!("at: \"{at}\""));
+            }
+            std::fs::write(manifests.join(name), text).expect("write manifest");
+        }
+        let db = dir.path().join("credshift.db");
+        let store_url = format!("sqlite://{}", db.display());
+        let out = credshift(&["apply", "-f"])
+            .arg(&manifests)
+            .args(["--store", &store_url])
+            .output()
+            .expect("run credshift apply");
+        assert!(
+            out.status.success(),
+            "credshift apply failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tokens = Tokens::new();
+        let tokens_file = dir.path().join("tokens.yaml");
+        std::fs::write(&tokens_file, tokens.yaml(REALM)).expect("tokens file");
+        let outbox_key_bytes = random_bytes(32);
+        let outbox_key = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(&outbox_key_bytes)
+        };
+        let stderr = dir.path().join("serve.log");
+        let mut attempt = 0;
+        let (child, watch, port) = loop {
+            attempt += 1;
+            let port = super::controller::free_port();
+            let mut cmd = Command::new("sh");
+            without_credshift_env(&mut cmd);
+            cmd.args(["-c", WATCHDOG])
+                .arg(super::credshift_bin())
+                .args(["serve", "-f"])
+                .arg(&manifests)
+                .args(["--store", &store_url, "--tokens"])
+                .arg(&tokens_file)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--log", o.log.unwrap_or("info")])
+                .args(o.args)
+                .env("CREDSHIFT_OUTBOX_KEY", &outbox_key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr).expect("log file"));
+            if let Some(smtp) = o.smtp {
+                cmd.args(["--smtp", &smtp.url()]);
+            }
+            let mut child = cmd.spawn().expect("start credshift serve");
+            let watch = child.stdin.take();
+            match wait_ready(&mut child, port, Duration::from_secs(60)) {
+                Ok(()) => break (child, watch, port),
+                Err(why) => {
+                    stop(&mut child, watch);
+                    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                    // Someone took the port between free_port() and bind: try another.
+                    if attempt < 3 && log.contains("listen on") {
+                        continue;
+                    }
+                    panic!("credshift serve did not start ({why}); log:\n{log}");
+                }
+            }
+        };
+        Serve {
+            child,
+            watch,
+            port,
+            store_url,
+            db,
+            stderr,
+            tokens,
+            outbox_key,
+            outbox_key_bytes,
+            _dir: dir,
+        }
+    }
+
+    /// What serve wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn call(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        http::post(self.port, path, token, &body)
+    }
+
+    pub fn verify_raw(&self, login_id: &str, purpose: &str, password: &str) -> Response {
+        http::post_raw(
+            self.port,
+            "/v1/verify",
+            &self.tokens.portal,
+            &json!({"realm": REALM, "login_id": login_id, "purpose": purpose, "password": password}),
+        )
+    }
+
+    /// Verifies through the portal's token (the caller does not matter for verify).
+    pub fn verify(&self, login_id: &str, purpose: &str, password: &str) -> (u16, Value) {
+        let r = self.verify_raw(login_id, purpose, password);
+        (r.status, r.json())
+    }
+
+    pub fn verify_from(
+        &self,
+        login_id: &str,
+        purpose: &str,
+        password: &str,
+        client: &str,
+    ) -> (u16, Value) {
+        self.call(
+            "/v1/verify",
+            &self.tokens.radius,
+            json!({"realm": REALM, "login_id": login_id, "purpose": purpose, "password": password, "client": client}),
+        )
+    }
+
+    pub fn change(
+        &self,
+        token: &str,
+        login_id: &str,
+        purpose: &str,
+        current: &str,
+        new: &str,
+    ) -> (u16, Value) {
+        self.call(
+            "/v1/change",
+            token,
+            json!({"realm": REALM, "login_id": login_id, "purpose": purpose,
+                   "current_password": current, "new_password": new}),
+        )
+    }
+
+    pub fn recovery_raw(&self, token: &str, login_id: &str, purpose: &str) -> Response {
+        http::post_raw(
+            self.port,
+            "/v1/recovery",
+            token,
+            &json!({"realm": REALM, "login_id": login_id, "purpose": purpose}),
+        )
+    }
+
+    /// A recovery request through the portal ("forgot your member support password").
+    pub fn recovery(&self, login_id: &str, purpose: &str) -> (u16, Value) {
+        let r = self.recovery_raw(&self.tokens.portal, login_id, purpose);
+        (r.status, r.json())
+    }
+
+    pub fn reset(&self, token: &str, login_id: &str, purpose: &str) -> (u16, Value) {
+        self.call(
+            "/v1/helpdesk/reset",
+            token,
+            json!({"realm": REALM, "login_id": login_id, "purpose": purpose}),
+        )
+    }
+
+    pub fn counts(&self) -> RecoveryCounts {
+        block_on(async {
+            let store = Store::open(&self.store_url).await.expect("open store");
+            let c = store.recovery_counts(REALM).await.expect("recovery counts");
+            store.close().await;
+            c
+        })
+    }
+}
+
+/// Closes the watchdog's pipe (serve gets SIGTERM and shuts down), waits a
+/// little, then kills what is left.
+pub fn stop(child: &mut Child, watch: Option<ChildStdin>) {
+    drop(watch);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        stop(&mut self.child, self.watch.take());
+    }
+}
+
+impl Serve {
+    /// The process id of `credshift serve` itself (the child of the
+    /// watchdog shell), for reading its memory and threads from /proc.
+    pub fn pid(&self) -> u32 {
+        let sh = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "credshift")
+            })
+            .unwrap_or_else(|| panic!("no credshift process under the watchdog {sh}"))
+    }
+}
