@@ -1,6 +1,6 @@
 //! credshift: an ISP's member-credential lifecycle, declared as Kubernetes resources.
 //!
-//! Layout (mirrors `SPEC.md`):
+//! Layout:
 //! - [`engine`]: credential rules (verify, set, upgrade; later routing, cutovers
 //!   and recovery). Knows nothing of Kubernetes, HTTP or files.
 //! - [`store`]: the account store, the only module with SQL.

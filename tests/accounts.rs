@@ -1,4 +1,4 @@
-//! The account store (SPEC §1 and §3), each test body run against both real
+//! The account store, each test body run against both real
 //! databases: SQLite (a file) and a throwaway PostgreSQL server.
 
 mod support;

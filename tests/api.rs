@@ -2,7 +2,7 @@
 //! SQLite store filled by `credshift apply -f examples/2018-split`, called
 //! over HTTP with bearer tokens, delivering recovery mail to a real SMTP
 //! server (Python's aiosmtpd) on loopback. Each test proves sentences of
-//! the announcement (seed/announcement-en.md), quoted in its doc comment.
+//! the ISP's announcement of 2018-04-18, quoted in its doc comment.
 //!
 //! The store layer itself is tested on PostgreSQL elsewhere; here the
 //! embedded SQLite store is enough.

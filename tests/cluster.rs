@@ -1,5 +1,5 @@
 //! The custom resources and the controller against a real kube-apiserver +
-//! etcd and a real kubectl (SPEC §2 and §6).
+//! etcd and a real kubectl.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! The 2018 split, sentence by sentence (seed/announcement-en.md), through
+//! The 2018 split, sentence by sentence (the ISP's announcement of 2018-04-18), through
 //! the engine on both databases, plus member changes racing the backfill.
 //! The policy and cutover are the real `examples/2018-split` YAML.
 
@@ -810,7 +810,7 @@ store_test!(
     members_writes_go_between_backfill_batches,
     writes_between_batches
 );
-/// "Members never see downtime" (SPEC §2): while the backfill commits batch
+/// "Members never see downtime": while the backfill commits batch
 /// after batch, a member's write (here the throttling slot that every verify
 /// reserves, from a second connection pool as from another process) gets in
 /// between batches, on SQLite's one write lock as on PostgreSQL's row locks:

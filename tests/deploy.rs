@@ -1,4 +1,4 @@
-//! Shipping credshift (SPEC §6): the kustomize manifests, their
+//! Shipping credshift: the kustomize manifests, their
 //! least-privilege RBAC proven against a real kube-apiserver with real
 //! ServiceAccount tokens, the Dockerfile's build, the Argo CD health checks,
 //! the metrics documentation and the Grafana dashboard.

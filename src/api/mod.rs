@@ -1,4 +1,4 @@
-//! `credshift serve`: the member-facing API (SPEC §5), the HTTP driver of
+//! `credshift serve`: the member-facing API, the HTTP driver of
 //! the engine. The portal, the connection utility, the help desk tool and
 //! the RADIUS / mail / FTP servers call it as authenticated channels.
 

@@ -66,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CREDSHIFT_HASH_THREADS")]
     pub hash_threads: Option<usize>,
     /// Requests admitted to wait for a hashing thread; past threads + queue
-    /// the API answers 503 with Retry-After [default: 8 per hashing thread].
+    /// the API answers 503 with Retry-After [default: 64 per hashing thread].
     #[arg(long, env = "CREDSHIFT_HASH_QUEUE")]
     pub hash_queue: Option<usize>,
     /// Time a client has to send a request's headers (and to finish the TLS

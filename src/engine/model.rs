@@ -65,7 +65,7 @@ impl SelfService {
     }
 }
 
-/// Minimum entropy of a temporary password (SPEC §4).
+/// Minimum entropy of a temporary password.
 pub const MIN_TEMP_PASSWORD_BITS: f64 = 70.0;
 
 /// What a cutover does when it overruns its window.

@@ -1,4 +1,4 @@
-//! Recovery (SPEC §4): self-service temporary passwords mailed to the base
+//! Recovery: self-service temporary passwords mailed to the base
 //! e-mail address through the outbox, their single use, and help-desk resets.
 //! Which applies follows the routing of the instant.
 

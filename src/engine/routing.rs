@@ -1,5 +1,5 @@
 //! Routing: which stored credential answers a verification for a purpose at
-//! an instant, before, during and after a cutover (SPEC §2, "Semantics").
+//! an instant, before, during and after a cutover.
 
 use std::collections::BTreeMap;
 

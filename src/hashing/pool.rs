@@ -29,7 +29,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct PoolSize {
     /// Hashing threads: hashes that run at once (default: one per core).
     pub threads: usize,
-    /// Admitted requests beyond those running (default: 8 per thread).
+    /// Admitted requests beyond those running (default: 64 per thread,
+    /// about a second of waiting at the default argon2id on this machine).
     pub queue: usize,
 }
 
@@ -38,7 +39,7 @@ impl Default for PoolSize {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         PoolSize {
             threads,
-            queue: 8 * threads,
+            queue: 64 * threads,
         }
     }
 }
