@@ -473,3 +473,84 @@ drop_copy() {
         postgres) pg_drop "$2" ;;
     esac
 }
+
+# ---------------------------------------------------------------- the API
+# (verify.sh, overload.sh)
+
+# sample_members N: N random members of $WORK/members.csv with their
+# passwords, as `login_id<TAB>password` lines in $WORK/sample.tsv.
+sample_members() {
+    "$PY" - "$WORK/members.csv" "$WORK/hashes.tsv" "$WORK/sample.tsv" "$1" <<'PY'
+import csv, random, sys
+pw = {h: p for p, h in (l.rstrip("\n").split("\t", 1) for l in open(sys.argv[2]))}
+rows = list(csv.reader(open(sys.argv[1])))[1:]
+with open(sys.argv[3], "w") as out:
+    for r in random.Random(7).sample(rows, min(int(sys.argv[4]), len(rows))):
+        out.write(f"{r[0]}\t{pw[r[2]]}\n")
+PY
+}
+
+# api_tokens: a portal token in $WORK/token and its token file.
+api_tokens() {
+    TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '%s\n' "$TOKEN" >"$WORK/token"
+    cat >"$WORK/tokens.yaml" <<YAML
+tokens:
+  - name: portal
+    channel: portal
+    realms: [$REALM]
+    sha256: $(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+    administrator: false
+YAML
+}
+
+# manifests DIR AT: the example policy and cutover, the cutover at AT.
+manifests() {
+    mkdir -p "$1"
+    cp "$ROOT/examples/2018-split/policy.yaml" "$1/"
+    sed "s|^  at: .*|  at: \"$2\"|" "$ROOT/examples/2018-split/cutover.yaml" >"$1/cutover.yaml"
+    grep -q "at: \"$2\"" "$1/cutover.yaml" || { echo "could not set the cutover's at" >&2; exit 2; }
+}
+
+SERVE_PID=""
+stop_serve() {
+    if [ -n "$SERVE_PID" ]; then
+        kill "$SERVE_PID" 2>/dev/null || true
+        wait "$SERVE_PID" 2>/dev/null || true
+        SERVE_PID=""
+    fi
+}
+
+# start_serve URL MANIFESTS TAG [FLAG...]: credshift serve on a free $PORT.
+start_serve() {
+    local url=$1 dir=$2 tag=$3
+    shift 3
+    PORT=$(free_port)
+    # The policy has self-service recovery, so serve needs a sealing key.
+    CREDSHIFT_OUTBOX_KEY=$(head -c 32 /dev/urandom | base64) \
+        "$BIN" serve -f "$dir" --store "$url" --tokens "$WORK/tokens.yaml" --listen "127.0.0.1:$PORT" \
+        "$@" >"$WORK/serve-$tag.out" 2>"$WORK/serve-$tag.err" &
+    SERVE_PID=$!
+    local i
+    for i in $(seq 1 300); do
+        if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve-$tag.err" >&2; exit 2; }
+        sleep 0.1
+    done
+    echo "serve not ready after 30 s" >&2
+    exit 2
+}
+
+# release_example NAME: builds examples/NAME.rs in release next to $BIN
+# (unless it is there and --bin was given); prints its path.
+release_example() {
+    local path
+    path=$(dirname "$BIN")/examples/$1
+    if [ -z "${CREDSHIFT_BIN:-}" ] || [ ! -x "$path" ]; then
+        local target=${CARGO_TARGET_DIR:-$ROOT/target}
+        log "cargo build --release --locked --example $1"
+        (cd "$ROOT" && CARGO_TARGET_DIR=$target cargo build --release --locked --quiet --example "$1")
+        path=$target/release/examples/$1
+    fi
+    echo "$path"
+}

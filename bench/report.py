@@ -7,6 +7,7 @@
   report.py cutover RESULTS.jsonl  the cutover table (medians, ratio, targets)
   report.py import RESULTS.jsonl   the import table
   report.py verify RESULTS.jsonl   the verify-throughput table
+  report.py overload RESULTS.jsonl the goodput-under-overload table
 """
 
 import json
@@ -187,12 +188,39 @@ def verifies(path):
     print("`credshift apply` backfilling the same store and with the database server.")
 
 
+def overload(path):
+    rows = load(path)
+    print("## Per run (per second; each figure the median of its window pairs)")
+    print(f"{'db':<9} {'run':>3} {'raw':>7} {'offered':>8} {'ok':>7} {'ok/raw':>7} {'shed':>7} "
+          f"{'shed total':>10} {'other':>5} {'errors':>6} {'p99 ms':>7} {'RSS MiB':>8} {'threads':>7}")
+    for r in rows:
+        print(f"{r['db']:<9} {r['run']:>3} {r['raw']:>7.1f} {r['raw'] * r['factor']:>8.1f} "
+              f"{r['ok']:>7.1f} {r['ratio']:>7.3f} {r['shed']:>7.1f} {r['shed_total']:>10} "
+              f"{r['other']:>5} {r['errors']:>6} {r['p99_ms']:>7.1f} {r['rss_mib']:>8.1f} "
+              f"{r['threads']:>7}")
+    print()
+    print("## Medians")
+    print(f"{'db':<9} {'runs':>4} {'goodput/raw':>11} {'(≥0.90)':<8} {'other+errors':>12}")
+    for db in [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]:
+        rs = [r for r in rows if r["db"] == db]
+        share = med([r["ratio"] for r in rs])
+        bad = sum(r["other"] + r["errors"] for r in rs)
+        print(f"{db:<9} {len(rs):>4} {share:>11.3f} {verdict(share >= TARGET_VERIFY_SHARE):<8} "
+              f"{bad:>12} {verdict(bad == 0)}")
+    print()
+    print("raw = examples/argon2_rate.rs, one thread per core; offered = the open-loop client")
+    print("(examples/open_loop.rs, one connection per request, on the same cores) at the")
+    print("factor times the raw rate of the adjacent window; ok = answers 200 result ok within")
+    print("the window (goodput); shed = 503 with Retry-After; other = any other answer.")
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     cmd, path = sys.argv[1], sys.argv[2]
-    {"batches": batches, "cutover": cutover, "import": imports, "verify": verifies}[cmd](path)
+    {"batches": batches, "cutover": cutover, "import": imports, "verify": verifies,
+     "overload": overload}[cmd](path)
 
 
 if __name__ == "__main__":

@@ -49,72 +49,12 @@ command -v curl >/dev/null || { echo "curl needed: apt-get install -y curl" >&2;
 command -v wrk >/dev/null || { echo "wrk needed: apt-get install -y wrk" >&2; exit 2; }
 init_work
 build_credshift
-if [ -z "$RAW_BIN" ]; then
-    RAW_BIN=$(dirname "$BIN")/examples/argon2_rate
-    if [ -z "${CREDSHIFT_BIN:-}" ] || [ ! -x "$RAW_BIN" ]; then
-        target=${CARGO_TARGET_DIR:-$ROOT/target}
-        log "cargo build --release --locked --example argon2_rate"
-        (cd "$ROOT" && CARGO_TARGET_DIR=$target cargo build --release --locked --quiet --example argon2_rate)
-        RAW_BIN=$target/release/examples/argon2_rate
-    fi
-fi
+[ -n "$RAW_BIN" ] || RAW_BIN=$(release_example argon2_rate)
 prepare_members
-# 20,000 random members with their passwords, for the load.
-"$PY" - "$WORK/members.csv" "$WORK/hashes.tsv" "$WORK/sample.tsv" <<'PY'
-import csv, random, sys
-pw = {h: p for p, h in (l.rstrip("\n").split("\t", 1) for l in open(sys.argv[2]))}
-rows = list(csv.reader(open(sys.argv[1])))[1:]
-with open(sys.argv[3], "w") as out:
-    for r in random.Random(7).sample(rows, min(20000, len(rows))):
-        out.write(f"{r[0]}\t{pw[r[2]]}\n")
-PY
-
-TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf '%s\n' "$TOKEN" >"$WORK/token"
-cat >"$WORK/tokens.yaml" <<YAML
-tokens:
-  - name: portal
-    channel: portal
-    realms: [$REALM]
-    sha256: $(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
-    administrator: false
-YAML
-
-# manifests DIR AT: the example policy and cutover, the cutover at AT.
-manifests() {
-    mkdir -p "$1"
-    cp "$ROOT/examples/2018-split/policy.yaml" "$1/"
-    sed "s|^  at: .*|  at: \"$2\"|" "$ROOT/examples/2018-split/cutover.yaml" >"$1/cutover.yaml"
-    grep -q "at: \"$2\"" "$1/cutover.yaml" || { echo "could not set the cutover's at" >&2; exit 2; }
-}
+sample_members 20000
+api_tokens
 manifests "$WORK/steady" "2099-01-01T00:00:00Z"
-
-SERVE_PID=""
-stop_serve() {
-    if [ -n "$SERVE_PID" ]; then
-        kill "$SERVE_PID" 2>/dev/null || true
-        wait "$SERVE_PID" 2>/dev/null || true
-        SERVE_PID=""
-    fi
-}
 trap '[ -n "${APPLY_PID:-}" ] && kill "$APPLY_PID" 2>/dev/null; stop_serve; cleanup' EXIT
-
-start_serve() { # url manifests-dir tag
-    PORT=$(free_port)
-    # The policy has self-service recovery, so serve needs a sealing key.
-    CREDSHIFT_OUTBOX_KEY=$(head -c 32 /dev/urandom | base64) \
-        "$BIN" serve -f "$2" --store "$1" --tokens "$WORK/tokens.yaml" --listen "127.0.0.1:$PORT" \
-        >"$WORK/serve-$3.out" 2>"$WORK/serve-$3.err" &
-    SERVE_PID=$!
-    local i
-    for i in $(seq 1 300); do
-        if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve-$3.err" >&2; exit 2; }
-        sleep 0.1
-    done
-    echo "serve not ready after 30 s" >&2
-    exit 2
-}
 
 load() { # tag -> JSON line in $WORK/load-TAG.json (after a 1 s warm-up)
     local script=(-s "$BENCH_DIR/verify_load.lua" "http://127.0.0.1:$PORT/" --
