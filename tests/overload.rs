@@ -520,3 +520,43 @@ fn throttling_counters_hold_no_caller_input_and_expire() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Over HTTPS the handshake is held to the header timeout too: a client
+/// that connects and never says hello, or stops halfway through its hello,
+/// is cut off, while a real TLS client (curl) is answered.
+#[test]
+fn a_tls_client_that_never_finishes_the_handshake_is_cut_off() {
+    let serve = Serve::start(Options {
+        args: &["--header-read-timeout", "1s"],
+        tls: true,
+        ..Default::default()
+    });
+    let bound = Duration::from_secs(15);
+    let mut silent = TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");
+    assert!(
+        closed_by_server(&mut silent, bound),
+        "silent TLS client kept"
+    );
+    let mut halfway = TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");
+    // The first bytes of a TLS 1.2+ ClientHello record, then nothing.
+    halfway
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ])
+        .expect("write");
+    assert!(closed_by_server(&mut halfway, bound), "half a hello kept");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{}/healthz", serve.port))
+        .output()
+        .expect("curl (apt-get install curl)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+}

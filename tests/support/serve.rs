@@ -42,6 +42,9 @@ pub struct Options<'a> {
     pub smtp: Option<&'a SmtpServer>,
     /// More `credshift serve` flags.
     pub args: &'a [&'a str],
+    /// Serve HTTPS with a fresh self-signed certificate for 127.0.0.1
+    /// (made with `openssl`); readiness is then the listener accepting.
+    pub tls: bool,
     /// `--log` (default `info`).
     pub log: Option<&'a str>,
     /// Extra members `ab1000NN` (NN from 01), each with KENJI's hashes and
@@ -73,6 +76,22 @@ pub struct Serve {
 }
 
 /// Waits until /readyz answers 200; `Err` when the process exits or time runs out.
+/// Waits until the port accepts connections (serve binds it only once it
+/// is ready); `Err` when the process exits or time runs out.
+pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status})"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("not listening in {timeout:?}"))
+}
+
 pub fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -162,6 +181,36 @@ impl Serve {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(&outbox_key_bytes)
         };
+        let tls_args: Vec<String> = if o.tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("openssl (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            vec![
+                format!("--tls-cert={}", cert.display()),
+                format!("--tls-key={}", key.display()),
+            ]
+        } else {
+            Vec::new()
+        };
         let stderr = dir.path().join("serve.log");
         let mut attempt = 0;
         let (child, watch, port) = loop {
@@ -178,6 +227,7 @@ impl Serve {
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .args(["--log", o.log.unwrap_or("info")])
                 .args(o.args)
+                .args(&tls_args)
                 .env("CREDSHIFT_OUTBOX_KEY", &outbox_key)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -187,7 +237,12 @@ impl Serve {
             }
             let mut child = cmd.spawn().expect("start credshift serve");
             let watch = child.stdin.take();
-            match wait_ready(&mut child, port, Duration::from_secs(60)) {
+            let ready = if o.tls {
+                wait_listening(&mut child, port, Duration::from_secs(60))
+            } else {
+                wait_ready(&mut child, port, Duration::from_secs(60))
+            };
+            match ready {
                 Ok(()) => break (child, watch, port),
                 Err(why) => {
                     stop(&mut child, watch);
