@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: verify goodput of the API under overload. An open-loop client
-# (examples/open_loop.rs: requests at a fixed rate, whatever the answers, one
-# connection each) offers FACTOR (default 3) times the raw argon2 verify rate
+# (examples/open_loop.rs: requests at a fixed rate, whatever the answers, over
+# keep-alive connections) offers FACTOR (default 3) times the raw argon2 verify rate
 # of the same cores (examples/argon2_rate.rs, measured side by side), and the
 # API must keep answering "ok" at ≥ 90 % of raw while it sheds the rest with
 # 503 + Retry-After at once. Shed and other answers are counted; the server's

@@ -209,7 +209,7 @@ def overload(path):
               f"{bad:>12} {verdict(bad == 0)}")
     print()
     print("raw = examples/argon2_rate.rs, one thread per core; offered = the open-loop client")
-    print("(examples/open_loop.rs, one connection per request, on the same cores) at the")
+    print("(examples/open_loop.rs, keep-alive connections, on the same cores) at the")
     print("factor times the raw rate of the adjacent window; ok = answers 200 result ok within")
     print("the window (goodput); shed = 503 with Retry-After; other = any other answer.")
 

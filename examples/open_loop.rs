@@ -1,7 +1,8 @@
 //! Open-loop load for `bench/overload.sh`: `POST /v1/verify` at a fixed
 //! rate, whatever the server answers, the way logins arrive at an ISP (a
 //! closed-loop client such as wrk slows down when the server does, and so
-//! never overloads it). One new connection per request.
+//! never overloads it). Keep-alive connections are reused, as a portal's
+//! connection pool would; a request due while all are busy opens another.
 //!
 //!     cargo run --release --example open_loop -- PORT TOKEN_FILE MEMBERS.tsv REALM PURPOSE RATE SECONDS
 //!
@@ -32,21 +33,72 @@ fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-/// One request on a new connection; the status and whether the body says ok.
-async fn call(port: u16, request: &[u8]) -> std::io::Result<(u16, bool, bool)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+/// Idle keep-alive connections.
+type Idle = std::sync::Mutex<Vec<tokio::net::TcpStream>>;
+
+/// One request on an idle connection (or a new one); the status, whether
+/// the body says ok, and whether it carries Retry-After.
+async fn call(port: u16, idle: &Idle, request: &[u8]) -> std::io::Result<(u16, bool, bool)> {
+    let reused = idle.lock().ok().and_then(|mut v| v.pop());
+    if let Some(stream) = reused {
+        // The server may have closed it (idle timeout, a shed request).
+        if let Ok(answer) = exchange(stream, idle, request).await {
+            return Ok(answer);
+        }
+    }
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream.set_nodelay(true)?;
+    exchange(stream, idle, request).await
+}
+
+async fn exchange(
+    mut stream: tokio::net::TcpStream,
+    idle: &Idle,
+    request: &[u8],
+) -> std::io::Result<(u16, bool, bool)> {
     stream.write_all(request).await?;
     let mut raw = Vec::with_capacity(512);
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
+    let mut chunk = [0u8; 2048];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (at + 4, length);
+        }
+    };
+    while raw.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let retry_after = text.to_ascii_lowercase().contains("\r\nretry-after:");
-    Ok((status, text.contains("\"result\":\"ok\""), retry_after))
+    let body = String::from_utf8_lossy(&raw[head_end..]);
+    if !head.contains("\r\nconnection: close")
+        && let Ok(mut v) = idle.lock()
+    {
+        v.push(stream);
+    }
+    Ok((
+        status,
+        body.contains("\"result\":\"ok\""),
+        head.contains("\r\nretry-after:"),
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 json_string(pw)
             );
             format!(
-                "POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .into_bytes()
@@ -83,6 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let requests = Arc::new(requests);
     let counts = Arc::new(Counts::default());
+    let idle: Arc<Idle> = Arc::new(std::sync::Mutex::new(Vec::new()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -94,14 +147,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut n = 0usize;
         while started.elapsed() < window {
             tick.tick().await;
-            let (requests, counts) = (requests.clone(), counts.clone());
+            let (requests, counts, idle) = (requests.clone(), counts.clone(), idle.clone());
             let i = n % requests.len();
             n += 1;
             counts.sent.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let sent = Instant::now();
                 let answer =
-                    tokio::time::timeout(Duration::from_secs(30), call(port, &requests[i])).await;
+                    tokio::time::timeout(Duration::from_secs(30), call(port, &idle, &requests[i]))
+                        .await;
                 // Only answers within the window count.
                 if started.elapsed() > window {
                     return;

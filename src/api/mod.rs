@@ -232,11 +232,17 @@ impl Api {
 
 /// The router with every endpoint.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
+    let hashing = Router::new()
         .route("/v1/verify", post(verify))
         .route("/v1/change", post(change))
         .route("/v1/recovery", post(recovery))
         .route("/v1/helpdesk/reset", post(helpdesk_reset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            shed_when_full,
+        ));
+    Router::new()
+        .merge(hashing)
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -246,6 +252,28 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(api)
+}
+
+/// Answers `503` at once, before the body is read or the caller
+/// authenticated, when every hashing slot is taken: under overload a
+/// request that would be shed costs as little as it can. (Decided before
+/// anything about the account is known, so it tells nothing about it.)
+async fn shed_when_full(
+    State(api): State<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if api.hasher.shed_if_full() {
+        let endpoint = match request.uri().path() {
+            "/v1/verify" => "verify",
+            "/v1/change" => "change",
+            "/v1/recovery" => "recovery",
+            _ => "helpdesk_reset",
+        };
+        api.count(endpoint, "shed");
+        return overloaded();
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown`, within `limits`; TLS when a certificate and

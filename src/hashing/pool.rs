@@ -111,7 +111,10 @@ impl HashPool {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("credshift-hash-{i}"))
-                .spawn(move || work(&rx));
+                .spawn(move || {
+                    batch_scheduling();
+                    work(&rx)
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a hashing thread");
             }
@@ -156,6 +159,19 @@ impl HashPool {
             shared: shared.clone(),
             slot: Some(Arc::new(Slot(shared.clone()))),
         })
+    }
+
+    /// Whether every slot is taken now; if so the refusal is counted as
+    /// shed. For refusing a request before its body is even read: a
+    /// request that passes still needs [`HashPool::admit`].
+    pub fn shed_if_full(&self) -> bool {
+        let shared = &self.shared;
+        let full =
+            shared.admitted.load(Ordering::Acquire) >= shared.size.threads + shared.size.queue;
+        if full {
+            shared.metrics.shed.inc();
+        }
+        full
     }
 
     /// Runs `job` on a hashing thread, in this handle's slot (or a new one).
@@ -228,6 +244,18 @@ impl HashPool {
     }
 }
 
+/// Tells Linux that this thread is CPU-bound (SCHED_BATCH): it is not
+/// preempted on every wake-up of the API's other threads, so a hash keeps
+/// its core and caches for longer. Best effort; other systems ignore it.
+fn batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets this thread's own policy with a valid parameter.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 /// A hashing thread: runs jobs until every handle is gone. A panicking
 /// job loses its answer (its caller sees the channel closed), not the thread.
 fn work(jobs: &Mutex<mpsc::Receiver<Job>>) {
@@ -256,7 +284,10 @@ mod tests {
         let p = pool(2, 3);
         let held: Vec<_> = (0..5).map(|_| p.admit().expect("a free slot")).collect();
         assert_eq!(p.admit().unwrap_err(), Overloaded);
+        assert!(p.shed_if_full());
+        assert_eq!(p.shared.metrics.shed.get(), 2);
         drop(held);
+        assert!(!p.shed_if_full());
         assert!(p.admit().is_ok());
     }
 
