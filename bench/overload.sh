@@ -5,7 +5,9 @@
 # of the same cores (examples/argon2_rate.rs, measured side by side), and the
 # API must keep answering "ok" at ≥ 90 % of raw while it sheds the rest with
 # 503 + Retry-After at once. Shed and other answers are counted; the server's
-# peak RSS and thread count are read from /proc at the end.
+# peak RSS, thread count and CPU split (hashing threads against the rest, and
+# the CPU of one hash there against the raw reference's) are read from /proc
+# at the end of each run.
 #
 #   bench/overload.sh [--quick] [--runs N] [--db sqlite|postgres|both]
 #                     [--seconds S] [--rounds R] [--factor F] [--bin PATH] ...
@@ -54,9 +56,20 @@ manifests "$WORK/steady" "2099-01-01T00:00:00Z"
 trap 'stop_serve; cleanup' EXIT
 for db in $DBS; do load_base "$db"; done
 
-raw() { # -> verifies per second of the raw reference over one window
-    "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
+raw() { # -> verifies per second of the raw reference over one window;
+    # appends "verifies cpu_seconds" to $WORK/raw-cpu
+    /usr/bin/time -f '%U %S' -o "$WORK/raw.time" \
+        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
+    echo "$(sed -n 's/.*verifies=\([0-9]*\).*/\1/p' "$WORK/raw.txt") \
+$(awk '{print $1 + $2}' "$WORK/raw.time")" >>"$WORK/raw-cpu"
     sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
+}
+
+# cpu_split PID -> "hashing_ticks other_ticks": the server's CPU so far, by
+# its hashing threads (credshift-hash-N) and all its other threads.
+cpu_split() {
+    cat /proc/"$1"/task/*/stat | awk '{ t = $14 + $15; if ($2 ~ /credshift-hash/) h += t; else o += t }
+        END { print h + 0, o + 0 }'
 }
 
 offer() { # tag rate -> JSON line in $WORK/offer-TAG.json
@@ -104,14 +117,25 @@ for run in $(seq 1 "$RUNS"); do
         pairs "overload-$db-$run"
         rss=$(awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$SERVE_PID/status")
         threads=$(ls "/proc/$SERVE_PID/task" | wc -l)
-        shed_total=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^credshift_api_hash_shed_total /{print $2}')
+        metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
+        shed_total=$(awk '/^credshift_api_hash_shed_total /{print $2}' <<<"$metrics")
+        hashes=$(awk '/^credshift_api_hash_runs_total /{print $2}' <<<"$metrics")
+        # Where the server's CPU went (it idles in the raw windows), and the
+        # CPU of one hash in its hashing threads and in the raw reference.
+        read -r hash_ticks other_ticks < <(cpu_split "$SERVE_PID")
+        hash_share=$(awk -v h="$hash_ticks" -v o="$other_ticks" 'BEGIN{printf "%.3f", h/(h+o)}')
+        api_ms=$(awk -v h="$hash_ticks" -v n="$hashes" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN{printf "%.2f", h*1000/hz/n}')
+        raw_ms=$(awk '{n += $1; c += $2} END {printf "%.2f", c*1000/n}' "$WORK/raw-cpu")
+        : >"$WORK/raw-cpu"
         stop_serve
         drop_copy "$db" "$where"
         read -r ratio raw ok shed other errors p99 rounds < <(summary "overload-$db-$run")
-        log "$db run $run: goodput/raw $ratio (raw $raw/s, ok $ok/s, shed $shed/s, offered ${FACTOR}x; peak RSS $rss MiB, $threads threads)"
+        log "$db run $run: goodput/raw $ratio (raw $raw/s, ok $ok/s, shed $shed/s, offered ${FACTOR}x; peak RSS $rss MiB, $threads threads; hashing threads $hash_share of the server's CPU, $api_ms ms per hash against $raw_ms raw)"
         record db="$db" run="$run" raw="$raw" ok="$ok" ratio="$ratio" shed="$shed" \
             shed_total="${shed_total:-0}" other="$other" errors="$errors" p99_ms="$p99" \
-            rounds="$rounds" rss_mib="$rss" threads="$threads" factor="$FACTOR"
+            rounds="$rounds" rss_mib="$rss" threads="$threads" factor="$FACTOR" \
+            hash_share="$hash_share" api_hash_ms="$api_ms" raw_hash_ms="$raw_ms"
     done
 done
 

@@ -192,12 +192,14 @@ def overload(path):
     rows = load(path)
     print("## Per run (per second; each figure the median of its window pairs)")
     print(f"{'db':<9} {'run':>3} {'raw':>7} {'offered':>8} {'ok':>7} {'ok/raw':>7} {'shed':>7} "
-          f"{'shed total':>10} {'other':>5} {'errors':>6} {'p99 ms':>7} {'RSS MiB':>8} {'threads':>7}")
+          f"{'shed total':>10} {'other':>5} {'errors':>6} {'p99 ms':>7} {'RSS MiB':>8} {'threads':>7} "
+          f"{'hash CPU':>8} {'ms/hash':>7} {'raw ms':>6}")
     for r in rows:
         print(f"{r['db']:<9} {r['run']:>3} {r['raw']:>7.1f} {r['raw'] * r['factor']:>8.1f} "
               f"{r['ok']:>7.1f} {r['ratio']:>7.3f} {r['shed']:>7.1f} {r['shed_total']:>10} "
               f"{r['other']:>5} {r['errors']:>6} {r['p99_ms']:>7.1f} {r['rss_mib']:>8.1f} "
-              f"{r['threads']:>7}")
+              f"{r['threads']:>7} {r['hash_share']:>8.3f} {r['api_hash_ms']:>7.2f} "
+              f"{r['raw_hash_ms']:>6.2f}")
     print()
     print("## Medians")
     print(f"{'db':<9} {'runs':>4} {'goodput/raw':>11} {'(≥0.90)':<8} {'other+errors':>12}")
@@ -212,6 +214,8 @@ def overload(path):
     print("(examples/open_loop.rs, keep-alive connections, on the same cores) at the")
     print("factor times the raw rate of the adjacent window; ok = answers 200 result ok within")
     print("the window (goodput); shed = 503 with Retry-After; other = any other answer.")
+    print("hash CPU = the hashing threads' share of the server's CPU; ms/hash = their CPU per")
+    print("hash run; raw ms = argon2_rate's CPU per verify over the run's raw windows.")
 
 
 def main():
