@@ -541,6 +541,20 @@ start_serve() {
     exit 2
 }
 
+# field FILE KEY: one value of a JSON object in FILE.
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
+
+# raw: the physical limit, $RAW_BIN (examples/argon2_rate.rs) over one window
+# of $SECONDS_PER_WINDOW on $WORK/hashes.tsv: prints verifies per second and
+# appends "verifies cpu_seconds" to $WORK/raw-cpu.
+raw() {
+    /usr/bin/time -f '%U %S' -o "$WORK/raw.time" \
+        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
+    echo "$(sed -n 's/.*verifies=\([0-9]*\).*/\1/p' "$WORK/raw.txt") \
+$(awk '{print $1 + $2}' "$WORK/raw.time")" >>"$WORK/raw-cpu"
+    sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
+}
+
 # release_example NAME: builds examples/NAME.rs in release next to $BIN
 # (unless it is there and --bin was given); prints its path.
 release_example() {

@@ -56,15 +56,6 @@ manifests "$WORK/steady" "2099-01-01T00:00:00Z"
 trap 'stop_serve; cleanup' EXIT
 for db in $DBS; do load_base "$db"; done
 
-raw() { # -> verifies per second of the raw reference over one window;
-    # appends "verifies cpu_seconds" to $WORK/raw-cpu
-    /usr/bin/time -f '%U %S' -o "$WORK/raw.time" \
-        "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
-    echo "$(sed -n 's/.*verifies=\([0-9]*\).*/\1/p' "$WORK/raw.txt") \
-$(awk '{print $1 + $2}' "$WORK/raw.time")" >>"$WORK/raw-cpu"
-    sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
-}
-
 # cpu_split PID -> "hashing_ticks other_ticks": the server's CPU so far, by
 # its hashing threads (credshift-hash-N) and all its other threads.
 cpu_split() {
@@ -76,8 +67,6 @@ offer() { # tag rate -> JSON line in $WORK/offer-TAG.json
     "$LOAD_BIN" "$PORT" "$WORK/token" "$WORK/sample.tsv" "$REALM" support-portal \
         "$2" "$SECONDS_PER_WINDOW" >"$WORK/offer-$1.json"
 }
-
-field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 
 # pairs TAG: ROUNDS pairs of a raw window and an API window offered FACTOR
 # times the rate of the raw window next to it (the one before it in odd

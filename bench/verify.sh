@@ -64,8 +64,6 @@ load() { # tag -> JSON line in $WORK/load-TAG.json (after a 1 s warm-up)
     tail -1 "$WORK/load-$1.out" >"$WORK/load-$1.json"
 }
 
-field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
-
 checkpoint_rows() { # db where
     case "$1" in
         sqlite) sqlite3 "$2" "SELECT COUNT(*) FROM cutover_checkpoints" 2>/dev/null || echo 0 ;;
@@ -74,11 +72,6 @@ checkpoint_rows() { # db where
 }
 
 for db in $DBS; do load_base "$db"; done
-
-raw() { # -> verifies per second of the raw reference over one window
-    "$RAW_BIN" "$WORK/hashes.tsv" "$SECONDS_PER_WINDOW" >"$WORK/raw.txt"
-    sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
-}
 
 # pairs TAG: ROUNDS pairs of S seconds of raw argon2 and S seconds of the API
 # (serve already up), raw first in odd rounds and second in even ones, so

@@ -841,33 +841,11 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
     };
     let tls = dir.path().join("tls");
     std::fs::create_dir_all(&tls).expect("tls dir");
-    let out = output(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args([
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=credshift-api.credshift-system.svc",
-            ])
-            .args([
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-            ])
-            .arg(tls.join("key.pem"))
-            .arg("-out")
-            .arg(tls.join("cert.pem")),
+    support::tls::self_signed(
+        &tls,
+        "/CN=credshift-api.credshift-system.svc",
+        "DNS:localhost,IP:127.0.0.1",
     );
-    assert!(out.status.success(), "openssl: {}", stderr(&out));
     let secrets: BTreeMap<(&str, &str), String> = BTreeMap::from([
         (OUTBOX_SECRET, outbox_key),
         (STORE_SECRET, store_url.clone()),

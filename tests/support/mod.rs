@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod serve;
 pub mod smtp;
 pub mod stores;
+pub mod tls;
 pub mod tokens;
 pub mod writers;
 

@@ -182,28 +182,7 @@ impl Serve {
             base64::engine::general_purpose::STANDARD.encode(&outbox_key_bytes)
         };
         let tls_args: Vec<String> = if o.tls {
-            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-            let out = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                ])
-                .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .output()
-                .expect("openssl (apt-get install openssl)");
-            assert!(
-                out.status.success(),
-                "openssl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (cert, key) = super::tls::self_signed(dir.path(), "/CN=localhost", "IP:127.0.0.1");
             vec![
                 format!("--tls-cert={}", cert.display()),
                 format!("--tls-key={}", key.display()),
