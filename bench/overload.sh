@@ -63,9 +63,38 @@ cpu_split() {
         END { print h + 0, o + 0 }'
 }
 
-offer() { # tag rate -> JSON line in $WORK/offer-TAG.json
-    "$LOAD_BIN" "$PORT" "$WORK/token" "$WORK/sample.tsv" "$REALM" support-portal \
+# db_ticks -> the CPU ticks of the PostgreSQL server so far (postmaster and
+# its children); 0 on SQLite, which runs inside the API's process.
+db_ticks() {
+    local pm
+    [ -n "${PG_DIR:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ] || { echo 0; return; }
+    pm=$(head -1 "$PG_DIR/data/postmaster.pid")
+    { cat "/proc/$pm/stat"; for c in $(pgrep -P "$pm"); do
+        cat "/proc/$c/stat" 2>/dev/null; done; } | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
+
+# ticks -> "busy total hash other db": the machine's busy and total CPU
+# ticks (/proc/stat), the server's by hashing threads and the rest, and the
+# database server's.
+ticks() {
+    local db=0
+    [ "$1" = postgres ] && db=$(db_ticks)
+    echo "$(awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat) \
+$(cpu_split "$SERVE_PID") $db"
+}
+
+offer() { # tag rate db -> JSON line in $WORK/offer-TAG.json; "busy total hash other db load"
+    # tick deltas of the window appended to $WORK/cpu-TAG-prefix
+    local before after
+    before=$(ticks "$3")
+    /usr/bin/time -f '%U %S' -o "$WORK/load.time" \
+        "$LOAD_BIN" "$PORT" "$WORK/token" "$WORK/sample.tsv" "$REALM" support-portal \
         "$2" "$SECONDS_PER_WINDOW" >"$WORK/offer-$1.json"
+    after=$(ticks "$3")
+    awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" -v l="$(cat "$WORK/load.time")" 'BEGIN {
+        n = split(b, x, " "); split(a, y, " "); split(l, t, " ")
+        for (i = 1; i <= n; i++) printf "%d ", y[i] - x[i]
+        printf "%d\n", (t[1] + t[2]) * hz }' >>"$WORK/cpu-${1%-*}"
 }
 
 # pairs TAG: ROUNDS pairs of a raw window and an API window offered FACTOR
@@ -73,11 +102,11 @@ offer() { # tag rate -> JSON line in $WORK/offer-TAG.json
 # rounds, a fresh one after in even rounds, measured first there too);
 # appends "raw offered ok_rate shed_rate other errors p50 p99" lines.
 pairs() {
-    local tag=$1 r raw rate j
+    local tag=$1 db=$2 r raw rate j
     for r in $(seq 1 "$ROUNDS"); do
         raw=$(raw)
         rate=$(awk -v r="$raw" -v f="$FACTOR" 'BEGIN{printf "%.1f", r*f}')
-        offer "$tag-$r" "$rate"
+        offer "$tag-$r" "$rate" "$db"
         if [ $((r % 2)) = 0 ]; then
             # The raw figure of this pair is the one after its API window.
             raw=$(raw)
@@ -103,7 +132,14 @@ for run in $(seq 1 "$RUNS"); do
     for db in $DBS; do
         where=$(fresh_copy "$db" "o_${db}_$run")
         start_serve "$(url_of "$db" "$where")" "$WORK/steady" "overload-$db-$run"
-        pairs "overload-$db-$run"
+        pairs "overload-$db-$run" "$db"
+        # The machine's CPU over the API windows, as shares of all its cores:
+        # hashing threads, the server's other threads, the load, the database
+        # server, everything else (kernel, other processes) and idle.
+        read -r cpu_hash cpu_server cpu_load cpu_db cpu_rest cpu_idle < <(awk '
+            { b += $1; t += $2; h += $3; o += $4; d += $5; l += $6 }
+            END { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", h/t, o/t, l/t, d/t,
+                  (b - h - o - l - d)/t, (t - b)/t }' "$WORK/cpu-overload-$db-$run")
         rss=$(awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$SERVE_PID/status")
         threads=$(ls "/proc/$SERVE_PID/task" | wc -l)
         metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
@@ -120,11 +156,13 @@ for run in $(seq 1 "$RUNS"); do
         stop_serve
         drop_copy "$db" "$where"
         read -r ratio raw ok shed other errors p99 rounds < <(summary "overload-$db-$run")
-        log "$db run $run: goodput/raw $ratio (raw $raw/s, ok $ok/s, shed $shed/s, offered ${FACTOR}x; peak RSS $rss MiB, $threads threads; hashing threads $hash_share of the server's CPU, $api_ms ms per hash against $raw_ms raw)"
+        log "$db run $run: goodput/raw $ratio (raw $raw/s, ok $ok/s, shed $shed/s, offered ${FACTOR}x; peak RSS $rss MiB, $threads threads; hashing threads $hash_share of the server's CPU, $api_ms ms per hash against $raw_ms raw; machine CPU: hashing $cpu_hash, server other $cpu_server, load $cpu_load, database $cpu_db, rest $cpu_rest, idle $cpu_idle)"
         record db="$db" run="$run" raw="$raw" ok="$ok" ratio="$ratio" shed="$shed" \
             shed_total="${shed_total:-0}" other="$other" errors="$errors" p99_ms="$p99" \
             rounds="$rounds" rss_mib="$rss" threads="$threads" factor="$FACTOR" \
-            hash_share="$hash_share" api_hash_ms="$api_ms" raw_hash_ms="$raw_ms"
+            hash_share="$hash_share" api_hash_ms="$api_ms" raw_hash_ms="$raw_ms" \
+            cpu_hash="$cpu_hash" cpu_server="$cpu_server" cpu_load="$cpu_load" \
+            cpu_db="$cpu_db" cpu_rest="$cpu_rest" cpu_idle="$cpu_idle"
     done
 done
 

@@ -201,6 +201,15 @@ def overload(path):
               f"{r['threads']:>7} {r['hash_share']:>8.3f} {r['api_hash_ms']:>7.2f} "
               f"{r['raw_hash_ms']:>6.2f}")
     print()
+    print("## The machine's CPU over the API windows (shares of all cores)")
+    print(f"{'db':<9} {'run':>3} {'hashing':>7} {'server':>7} {'load':>7} {'database':>8} "
+          f"{'rest':>7} {'idle':>7}")
+    for r in rows:
+        if "cpu_hash" in r:
+            print(f"{r['db']:<9} {r['run']:>3} {r['cpu_hash']:>7.3f} {r['cpu_server']:>7.3f} "
+                  f"{r['cpu_load']:>7.3f} {r['cpu_db']:>8.3f} {r['cpu_rest']:>7.3f} "
+                  f"{r['cpu_idle']:>7.3f}")
+    print()
     print("## Medians")
     print(f"{'db':<9} {'runs':>4} {'goodput/raw':>11} {'(≥0.90)':<8} {'other+errors':>12}")
     for db in [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]:
@@ -216,6 +225,10 @@ def overload(path):
     print("the window (goodput); shed = 503 with Retry-After; other = any other answer.")
     print("hash CPU = the hashing threads' share of the server's CPU; ms/hash = their CPU per")
     print("hash run; raw ms = argon2_rate's CPU per verify over the run's raw windows.")
+    print("machine CPU: hashing = the server's hashing threads, server = its other threads")
+    print("(HTTP, JSON, SQLite), load = the open-loop client, database = the PostgreSQL server,")
+    print("rest = the kernel and every other process, idle = unused; all as shares of the")
+    print("machine's cores over the API windows.")
 
 
 def main():

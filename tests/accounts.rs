@@ -33,6 +33,7 @@ fn passwords(store: &Store) -> Passwords {
         store: store.clone(),
         hasher: HashPool::default(),
         params: FAST,
+        temporary_ttl: Duration::from_secs(86_400),
     }
 }
 
@@ -920,8 +921,8 @@ store_test!(
     writes_between_import_batches
 );
 /// An import into a store members are using leaves room for their writes:
-/// while it commits batch after batch, a member's write (the throttling slot
-/// every verify reserves, from a second pool as from another process) gets
+/// while it commits batch after batch, a member's write (the failed guess
+/// every wrong password counts, from a second pool as from another process) gets
 /// in between batches, on SQLite's one write lock as on PostgreSQL.
 async fn writes_between_import_batches(db: TestStore) {
     const ROWS: usize = 20_000;
@@ -1022,4 +1023,72 @@ async fn exclusive_import(db: TestStore) {
     })
     .await
     .expect("join");
+}
+
+store_test!(
+    failed_guesses_are_read_with_the_verify_snapshot_and_only_failures_are_written,
+    failures_in_the_snapshot
+);
+/// A verify reads the failed guesses of its throttling key in the same
+/// statement as the account: for a known login ID and for an unknown one
+/// alike, counting only the current window, and counting a failure is the
+/// only write throttling makes.
+async fn failures_in_the_snapshot(db: TestStore) {
+    let store = db.store.clone();
+    account_with(&store, "ab000070", "login", &hash_fast("pw").await).await;
+    let window = Duration::from_secs(900);
+    let key = |k| credshift::store::FailureKey {
+        key: k,
+        window,
+        now: t0(),
+    };
+    let read = |login: &'static str, k: &'static str, now: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .verify_snapshot(
+                    "wakwak",
+                    login,
+                    ["login", "login"],
+                    None,
+                    &credshift::store::FailureKey {
+                        key: k,
+                        window,
+                        now,
+                    },
+                )
+                .await
+                .expect("snapshot")
+        }
+    };
+    let known = "wakwak/ab000070/support-portal/198.51.100.7";
+    let unknown = "wakwak/zz999999/support-portal/198.51.100.7";
+    assert_eq!(read("ab000070", known, t0()).await.failures, 0);
+    assert_eq!(rate_limit_rows(&store).await, 0);
+    assert_eq!(store.count_failure(&key(known)).await.expect("count"), 1);
+    assert_eq!(store.count_failure(&key(known)).await.expect("count"), 2);
+    assert_eq!(store.count_failure(&key(unknown)).await.expect("count"), 1);
+    let k = read("ab000070", known, t0()).await;
+    assert_eq!(k.failures, 2);
+    let snapshot = k.snapshot.expect("the account");
+    assert_eq!(snapshot.account.login_id, "ab000070");
+    assert_eq!(snapshot.credentials.len(), 1);
+    let u = read("zz999999", unknown, t0()).await;
+    assert_eq!((u.failures, u.snapshot), (1, None));
+    assert_eq!(store.failures(&key(known)).await.expect("failures"), 2);
+    // The next window starts from nothing.
+    let later = t0() + window;
+    assert_eq!(read("ab000070", known, later).await.failures, 0);
+    assert_eq!(rate_limit_rows(&store).await, 2);
+}
+
+async fn hash_fast(pw: &str) -> String {
+    HashPool::default()
+        .hash(Secret::from(pw), FAST)
+        .await
+        .expect("hash")
+}
+
+async fn rate_limit_rows(store: &Store) -> i64 {
+    store.rate_limit_rows().await.expect("rows")
 }

@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use credshift::store::RecoveryCounts;
+use credshift::store::{AccountState, RecoveryCounts, Store};
 use serde_json::{Value, json};
 use support::http;
 use support::serve::{KENJI, Options, REALM, Serve, block_on, example_dir, extra_member};
@@ -46,10 +46,15 @@ fn policy_mail_field(key: &str) -> String {
 
 #[track_caller]
 fn assert_ok(answer: (u16, Value), must_change: bool) {
-    assert_eq!(
-        answer,
-        (200, json!({"result": "ok", "must_change": must_change}))
-    );
+    if must_change {
+        // A temporary password lets the member in only to set a new one.
+        assert_eq!(
+            answer,
+            (403, json!({"result": "must_change", "must_change": true}))
+        );
+    } else {
+        assert_eq!(answer, (200, json!({"result": "ok", "must_change": false})));
+    }
 }
 
 #[track_caller]
@@ -575,6 +580,163 @@ fn tickets_single_use_rotation_expiry_and_rate_limits() {
     smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT);
 }
 
+/// A password change or reset revokes every outstanding recovery ticket
+/// (OWASP Forgot Password): a member who asked for a temporary password,
+/// then remembered and changed the password through the portal, cannot be
+/// taken over by whoever reads the mail later. The mailed temporary password
+/// is denied and the member's new password keeps working; the same when the
+/// help desk reset the password after the mail went out.
+#[test]
+fn a_change_or_reset_revokes_the_temporary_password_mailed_before_it() {
+    let smtp = SmtpServer::start();
+    let s = Serve::start(Options {
+        smtp: Some(&smtp),
+        ..Default::default()
+    });
+    // The member changes the password after asking for recovery.
+    assert_accepted(s.recovery(TARO, SUPPORT));
+    let mailed = temporary_password(&smtp.wait_for_mail(TARO_MAIL, MAIL_WAIT));
+    let new = "kinshicho-rain-17";
+    assert_eq!(
+        s.change(&s.tokens.portal, TARO, SUPPORT, TARO_LOGIN, new).0,
+        200
+    );
+    assert_denied(s.verify(TARO, SUPPORT, &mailed));
+    assert_ok(s.verify(TARO, SUPPORT, new), false);
+    assert_eq!(s.counts().live, 0, "{:?}", s.counts());
+
+    // The help desk resets the password after the mail went out.
+    assert_accepted(s.recovery(JIRO, SUPPORT));
+    let mailed = temporary_password(&smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT));
+    let temp = temp_of(&s.reset(&s.tokens.admin, JIRO, SUPPORT));
+    assert_denied(s.verify(JIRO, SUPPORT, &mailed));
+    assert_ok(s.verify(JIRO, SUPPORT, &temp), true);
+    assert_eq!(s.counts().live, 0, "{:?}", s.counts());
+}
+
+/// A temporary password, mailed or from the help desk, opens nothing but
+/// the change of itself (OWASP Forgot Password): verify answers
+/// `403 must_change` to it, never `ok`, so a RADIUS server or the portal
+/// cannot take it for a login; the member sets a new password with it; and
+/// unused, it dies after the policy's ttl (`selfService.ttl` for the mailed
+/// one, `helpdesk.ttl` for the help desk's), for verify and change alike.
+#[test]
+fn a_temporary_password_only_sets_a_new_one_and_dies_after_its_ttl() {
+    const SABURO_MAIL: &str = "saburo@wakwak.example.jp";
+    let smtp = SmtpServer::start();
+    let s = Serve::start(Options {
+        ttl: Some("4s"),
+        helpdesk_ttl: Some("4s"),
+        smtp: Some(&smtp),
+        ..Default::default()
+    });
+    let must_change = (403, json!({"result": "must_change", "must_change": true}));
+    // The help desk's: good for the change only.
+    let temp = temp_of(&s.reset(&s.tokens.helpdesk, TARO, CONNECTION));
+    for _ in 0..2 {
+        assert_eq!(s.verify(TARO, CONNECTION, &temp), must_change);
+    }
+    let new = "oshiage-sky-0522";
+    assert_eq!(
+        s.change(&s.tokens.utility, TARO, CONNECTION, &temp, new).0,
+        200
+    );
+    assert_ok(s.verify(TARO, CONNECTION, new), false);
+    // Left unused, the help desk's and the mailed one (once redeemed) die.
+    let given = Instant::now();
+    let unused = temp_of(&s.reset(&s.tokens.helpdesk, JIRO, CONNECTION));
+    assert_accepted(s.recovery(SABURO, SUPPORT));
+    let mailed = temporary_password(&smtp.wait_for_mail(SABURO_MAIL, MAIL_WAIT));
+    let redeemed = Instant::now();
+    assert_eq!(s.verify(SABURO, SUPPORT, &mailed), must_change);
+    std::thread::sleep(
+        (given.max(redeemed) + Duration::from_secs(5)).saturating_duration_since(Instant::now()),
+    );
+    assert_denied(s.verify(JIRO, CONNECTION, &unused));
+    assert_denied(s.verify(SABURO, SUPPORT, &mailed));
+    for (token, login_id, purpose, dead) in [
+        (&s.tokens.utility, JIRO, CONNECTION, &unused),
+        (&s.tokens.portal, SABURO, SUPPORT, &mailed),
+    ] {
+        assert_error(
+            s.change(token, login_id, purpose, dead, "a-brand-new-one-1"),
+            403,
+            "wrong_current_password",
+        );
+    }
+}
+
+/// A help-desk reset shows a password once and must leave no copy behind:
+/// its answer (like every API answer) carries `Cache-Control: no-store`; a
+/// closed account gets no password; the audit log names the token that did
+/// the reset; and one token may only make `--resets-per-caller` resets per
+/// window, so a stolen help-desk token cannot reset the realm.
+#[test]
+fn help_desk_resets_are_not_cached_are_audited_by_token_and_are_limited() {
+    let s = Serve::start(Options {
+        args: &["--resets-per-caller", "3"],
+        ..Default::default()
+    });
+    let reset = |login_id: &str| {
+        http::post_raw(
+            s.port,
+            "/v1/helpdesk/reset",
+            &s.tokens.helpdesk,
+            &json!({"realm": REALM, "login_id": login_id, "purpose": CONNECTION}),
+        )
+    };
+    let r = reset(TARO);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v = http::post_raw(
+        s.port,
+        "/v1/verify",
+        &s.tokens.radius,
+        &json!({"realm": REALM, "login_id": JIRO, "purpose": CONNECTION, "password": "x"}),
+    );
+    assert_eq!(v.header("cache-control"), Some("no-store"));
+    let trail = block_on(async {
+        let store = Store::open(&s.store_url).await.expect("store");
+        let t = store.audit_trail(REALM, TARO).await.expect("audit");
+        // Close Saburo's account for what follows.
+        let saburo = store
+            .find_account(REALM, SABURO)
+            .await
+            .expect("find")
+            .expect("Saburo");
+        store
+            .set_account_state(
+                &saburo,
+                AccountState::Closed,
+                "test",
+                jiff::Timestamp::now(),
+            )
+            .await
+            .expect("close");
+        store.close().await;
+        t
+    });
+    let by_token: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == "credential.reset" && e.actor == "helpdesk")
+        .map(|e| e.detail.clone())
+        .collect();
+    assert_eq!(by_token, vec![Some("by=helpdesk".to_owned())], "{trail:?}");
+    let closed = reset(SABURO);
+    assert_eq!(
+        (closed.status, closed.json()["error"].clone()),
+        (409, json!("account_closed"))
+    );
+    assert!(closed.json().get("temporary_password").is_none());
+    // Three resets in the window (the closed account's counts too); the fourth is refused.
+    assert_eq!(reset(JIRO).status, 200);
+    let refused = reset(JIRO);
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "rate_limited");
+    // Another token has its own budget.
+    assert_eq!(s.reset(&s.tokens.admin, JIRO, CONNECTION).0, 200);
+}
+
 /// Failed-verify throttling is keyed by (account, purpose, client): after
 /// `--verify-failures 3` wrong passwords from the client "attacker", even
 /// the right password from "attacker" is denied, while the member at home
@@ -615,9 +777,9 @@ fn verify_throttling_is_per_client() {
 
 /// A burst of wrong guesses sent at once from one client is throttled like
 /// guesses sent one by one: with `--verify-failures 3`, of 12 concurrent
-/// guesses exactly 3 reach the hash check and 9 are throttled (the failure
-/// slot is reserved before the check, not counted after it), and the right
-/// password from that client is then denied too.
+/// guesses exactly 3 reach the hash check and 9 are throttled (the checks of
+/// one key take turns, each reading the count the one before it wrote), and
+/// the right password from that client is then denied too.
 #[test]
 fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_one_by_one() {
     let s = Serve::start(Options {

@@ -1045,7 +1045,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     .expect("post");
     assert_eq!(
         (status, body["must_change"].as_bool()),
-        (200, Some(true)),
+        (403, Some(true)),
         "{body}"
     );
 

@@ -7,12 +7,13 @@ mod support;
 use std::time::Duration;
 
 use credshift::engine::cutover::{Phase, advance};
+use credshift::engine::guesses::GuessLimit;
 use credshift::engine::members::{LoginVerify, Realm, Refusal};
 use credshift::engine::model::Recovery;
 use credshift::engine::{Passwords, VerifyOutcome};
 use credshift::hashing::{HashPool, Secret};
 use credshift::store::{
-    Account, AccountState, CheckpointPhase, CredentialWrite, Expected, Store, WriteKind,
+    Account, AccountState, CheckpointPhase, CredentialWrite, Expected, FailureKey, Store, WriteKind,
 };
 use jiff::Timestamp;
 
@@ -112,6 +113,15 @@ async fn verify_login(
 ) -> Option<LoginVerify> {
     // The realm as loaded, progress unknown: a verify reads the cutover's
     // progress in the same snapshot as the hash.
+    let guesses = FailureKey {
+        key: login_id,
+        window: Duration::from_secs(900),
+        now,
+    };
+    let limit = GuessLimit {
+        failures: 10,
+        window: guesses.window,
+    };
     wakwak()
         .verify(
             store,
@@ -119,7 +129,8 @@ async fn verify_login(
             login_id,
             purpose,
             Secret::from(pw),
-            now,
+            limit,
+            &guesses,
         )
         .await
         .expect("verify")
@@ -768,6 +779,7 @@ async fn changes_during_backfill(db: TestStore) {
             iterations: 1,
             parallelism: 1,
         },
+        temporary_ttl: Duration::from_secs(86_400),
     };
     for (i, purpose, new) in changed {
         let account = db
@@ -811,8 +823,8 @@ store_test!(
     writes_between_batches
 );
 /// "Members never see downtime": while the backfill commits batch
-/// after batch, a member's write (here the throttling slot that every verify
-/// reserves, from a second connection pool as from another process) gets in
+/// after batch, a member's write (here the failed guess that every wrong
+/// password counts, from a second connection pool as from another process) gets in
 /// between batches, on SQLite's one write lock as on PostgreSQL's row locks:
 /// writes land all along the backfill, and none waits for more than a few
 /// batches. Counted in writes and batches, not timed. (On SQLite, writers

@@ -316,11 +316,14 @@ fn a_saturated_api_sheds_with_503_and_recovers() {
     });
     const CLIENTS: usize = 24;
     let barrier = Barrier::new(CLIENTS);
-    let body = verify_body(HANAKO, &"w".repeat(64));
     let answers: Vec<http::Response> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                s.spawn(|| {
+            .map(|i| {
+                // Each from its own client: checks of one key take turns.
+                let mut body = verify_body(HANAKO, &"w".repeat(64));
+                body["client"] = json!(format!("198.51.100.{i}"));
+                let (barrier, serve) = (&barrier, &serve);
+                s.spawn(move || {
                     barrier.wait();
                     http::post_raw(serve.port, "/v1/verify", &serve.tokens.portal, &body)
                 })
@@ -464,9 +467,9 @@ fn slowloris_clients_are_cut_off() {
 }
 
 /// The throttling counters hold no caller input: nothing is written for a
-/// login ID that cannot exist or a `client` that is refused, the keys that
-/// are written are SHA-256 digests, and the counters of ended windows are
-/// deleted.
+/// login ID that cannot exist or a `client` that is refused, nor for a right
+/// password (a success costs the store no write); the keys that are written
+/// are SHA-256 digests, and the counters of ended windows are deleted.
 #[test]
 fn throttling_counters_hold_no_caller_input_and_expire() {
     let serve = Serve::start(Options {
@@ -498,6 +501,10 @@ fn throttling_counters_hold_no_caller_input_and_expire() {
         assert!(matches!(r.status, 400 | 401), "{}", r.text());
     }
     assert!(rows().is_empty(), "written before validation: {:?}", rows());
+    for _ in 0..3 {
+        assert_eq!(serve.verify(KENJI, SUPPORT, KENJI_LOGIN).0, 200);
+    }
+    assert!(rows().is_empty(), "written on success: {:?}", rows());
     let r = http::post_raw(
         serve.port,
         "/v1/verify",

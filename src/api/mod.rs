@@ -28,11 +28,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use crate::engine::guesses::{self, GuessLimit, InFlight};
 use crate::engine::members::{LoginVerify, Realm, Refusal};
+use crate::engine::recovery::HelpdeskCaller;
 use crate::engine::{EngineError, VerifyOutcome};
 use crate::hashing::{self, Argon2Params, HashPool, Sealer, Secret};
-use crate::store::StoreError;
-use crate::store::{Account, AccountState, Store};
+use crate::store::{Account, AccountState, FailureKey, Store};
 
 /// The OpenAPI description, committed as `api/openapi.json` and served as is.
 pub const OPENAPI: &str = include_str!("../../api/openapi.json");
@@ -42,17 +43,29 @@ pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 /// check until the window ends. Keyed by the caller's `client` (the
 /// member's address or RADIUS calling-station) so that an attacker can only
 /// throttle the client identity it uses, never lock a member out everywhere.
+/// How it is counted: [`crate::engine::guesses`].
 #[derive(Debug, Clone, Copy)]
 pub struct Throttle {
     pub failures: u32,
     pub window: Duration,
     /// Recovery requests one caller may make per `window` (all accounts).
     pub recovery_per_caller: u32,
+    /// Help-desk resets one caller may make per `window` (all accounts).
+    pub resets_per_caller: u32,
     /// Every answer that must not tell an existing account from an unknown
     /// one (a denied verify or change, every recovery answer) takes at least
     /// this long. Raised at start, if need be, above the slowest verify the
     /// hashing budget allows ([`Api::new`]).
     pub min_denial_time: Duration,
+}
+
+impl Throttle {
+    fn limit(&self) -> GuessLimit {
+        GuessLimit {
+            failures: self.failures,
+            window: self.window,
+        }
+    }
 }
 
 /// Waits until `floor` has passed since `started`.
@@ -75,6 +88,8 @@ pub struct Api {
     pub realms: tokio::sync::RwLock<Vec<Realm>>,
     pub tokens: Tokens,
     pub throttle: Throttle,
+    /// The throttling keys being checked here, one check at a time each.
+    in_flight: InFlight,
     /// A real argon2id hash to verify against when there is no account, so
     /// that "unknown" costs what "wrong" costs.
     dummy_hash: String,
@@ -142,6 +157,7 @@ impl Api {
             realms: tokio::sync::RwLock::new(realms),
             tokens,
             throttle,
+            in_flight: InFlight::default(),
             dummy_hash,
             requests,
             registry,
@@ -169,32 +185,56 @@ impl Api {
             .cloned()
     }
 
-    /// Counts a failed guess for (realm, login ID, purpose, client) before
-    /// the password is checked, atomically in the store, and says whether
-    /// the check may run. Reserving first is what stops a burst of
-    /// concurrent guesses: had each read the count and recorded its failure
-    /// after the slow hash, all of them would have been checked.
-    async fn reserve_failure(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.store
-            .rate_limit(
-                "verify-fail",
-                key,
-                self.throttle.window,
-                self.throttle.failures,
-                now,
-            )
-            .await
+    /// This process's turn to check a guess at `key` (realm, login ID,
+    /// purpose, client): the wait for it holds no hashing slot, and a caller
+    /// that hangs up leaves the line. A full line for the key is shed like a
+    /// full pool (503, whether or not the account exists).
+    async fn guess_turn(
+        &self,
+        endpoint: &'static str,
+        key: &str,
+    ) -> Result<guesses::Turn<'_>, Response> {
+        self.in_flight.turn(key).await.ok_or_else(|| {
+            self.count(endpoint, "shed");
+            overloaded()
+        })
     }
 
-    /// Gives back a reserved slot when the check did not fail (a match, or no
-    /// check at all). Best effort: a slot left counted only throttles sooner.
-    async fn release_failure(&self, key: &str, now: Timestamp) {
-        if let Err(e) = self
+    /// Counts one request of `caller` at `endpoint` in the throttling
+    /// window; past `max`, the `429` answer (counted under `outcome`).
+    async fn per_caller(
+        &self,
+        (endpoint, outcome): (&'static str, &'static str),
+        caller: &Caller,
+        max: u32,
+        now: Timestamp,
+    ) -> Result<(), Response> {
+        let scope = format!("{endpoint}-caller");
+        match self
             .store
-            .rate_limit_release("verify-fail", key, self.throttle.window, now)
+            .rate_limit(&scope, &caller.name, self.throttle.window, max, now)
             .await
         {
-            warn!(error = %e, "could not give back a throttling slot");
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.count(endpoint, outcome);
+                Err(error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many {endpoint} requests from this caller in the window"),
+                ))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Counts a failed guess, before the turn of its key is given up so
+    /// that the next guess sees it. Should the store fail, the caller gets
+    /// an error rather than an answer whose guess went uncounted.
+    async fn count_failure(&self, key: &FailureKey<'_>) -> Result<(), Response> {
+        match self.store.count_failure(key).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -293,8 +333,11 @@ pub async fn serve(
     server::run(listener, router(api), tls, limits, shutdown).await
 }
 
+/// A JSON answer. None may be kept by a cache or a browser's history: a
+/// help-desk reset carries a temporary password, and the others say things
+/// about a member's account.
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -454,23 +497,20 @@ async fn verify(
     if crate::validate::login_id(&req.login_id).is_err() {
         return denied_after_pad().await;
     }
+    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
+    let turn = match api.guess_turn("verify", &key).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let hasher = match api.admit("verify") {
         Ok(h) => h,
         Err(r) => return r,
     };
-    let now = Timestamp::now();
-    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    match api.reserve_failure(&key, now).await {
-        Ok(true) => {}
-        Ok(false) => {
-            // Throttled: no hash at all; the padding hides that.
-            drop(hasher);
-            api.count("verify", "throttled");
-            pad(started, api.throttle.min_denial_time).await;
-            return denied();
-        }
-        Err(e) => return internal(e),
-    }
+    let guesses = FailureKey {
+        key: &key,
+        window: api.throttle.window,
+        now: Timestamp::now(),
+    };
     let checked = realm
         .verify(
             &api.store,
@@ -478,7 +518,8 @@ async fn verify(
             &req.login_id,
             &req.purpose,
             password.clone(),
-            now,
+            api.throttle.limit(),
+            &guesses,
         )
         .await;
     let outcome = match checked {
@@ -487,32 +528,49 @@ async fn verify(
             api.dummy_verify(&hasher, password).await;
             VerifyOutcome::NoCredential
         }
+        Ok(Some(LoginVerify::Throttled)) => {
+            // No hash at all; the padding hides that.
+            drop((hasher, turn));
+            api.count("verify", "throttled");
+            pad(started, api.throttle.min_denial_time).await;
+            return denied();
+        }
         Ok(None) => {
-            api.release_failure(&key, now).await;
             return error(
                 StatusCode::BAD_REQUEST,
                 "unknown_purpose",
                 "no such purpose in the policy",
             );
         }
-        Err(e) => {
-            api.release_failure(&key, now).await;
-            return internal(e);
-        }
+        Err(e) => return internal(e),
     };
     // The slot is not held through the padding: that is sleep, not work.
     drop(hasher);
     match outcome {
-        VerifyOutcome::Match { must_change, .. } => {
-            api.release_failure(&key, now).await;
+        // A temporary password opens nothing but the change of itself.
+        VerifyOutcome::Match {
+            must_change: true, ..
+        } => {
+            api.count("verify", "must_change");
+            reply(
+                StatusCode::FORBIDDEN,
+                json!({ "result": "must_change", "must_change": true }),
+            )
+        }
+        VerifyOutcome::Match { .. } => {
             api.count("verify", "ok");
             reply(
                 StatusCode::OK,
-                json!({ "result": "ok", "must_change": must_change }),
+                json!({ "result": "ok", "must_change": false }),
             )
         }
-        // The failure stays counted: its slot was reserved above.
-        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => denied_after_pad().await,
+        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
+            if let Err(r) = api.count_failure(&guesses).await {
+                return r;
+            }
+            drop(turn);
+            denied_after_pad().await
+        }
     }
 }
 
@@ -574,16 +632,25 @@ async fn change(
     if crate::validate::login_id(&req.login_id).is_err() {
         return wrong_after_pad().await;
     }
+    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
+    let turn = match api.guess_turn("change", &key).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let hasher = match api.admit("change") {
         Ok(h) => h,
         Err(r) => return r,
     };
     let now = Timestamp::now();
-    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    match api.reserve_failure(&key, now).await {
-        Ok(true) => {}
-        Ok(false) => {
-            drop(hasher);
+    let guesses = FailureKey {
+        key: &key,
+        window: api.throttle.window,
+        now,
+    };
+    match api.store.failures(&guesses).await {
+        Ok(n) if api.throttle.limit().allows(n) => {}
+        Ok(_) => {
+            drop((hasher, turn));
             api.count("change", "throttled");
             pad(started, api.throttle.min_denial_time).await;
             return error(
@@ -599,12 +666,13 @@ async fn change(
         Ok(None) => {
             api.dummy_verify(&hasher, current).await;
             drop(hasher);
+            if let Err(r) = api.count_failure(&guesses).await {
+                return r;
+            }
+            drop(turn);
             return wrong_after_pad().await;
         }
-        Err(e) => {
-            api.release_failure(&key, now).await;
-            return internal(e);
-        }
+        Err(e) => return internal(e),
     };
     let changed = realm
         .change(
@@ -619,10 +687,13 @@ async fn change(
         )
         .await;
     drop(hasher);
-    // Only a wrong current password keeps its reserved failure slot.
-    if !matches!(changed, Ok(Err(Refusal::WrongCurrentPassword))) {
-        api.release_failure(&key, now).await;
+    // Only a wrong current password counts as a failed guess.
+    if matches!(changed, Ok(Err(Refusal::WrongCurrentPassword)))
+        && let Err(r) = api.count_failure(&guesses).await
+    {
+        return r;
     }
+    drop(turn);
     match changed {
         Ok(Ok(())) => {
             api.count("change", "changed");
@@ -661,27 +732,16 @@ async fn recovery(
         Err(r) => return r,
     };
     let now = Timestamp::now();
-    match api
-        .store
-        .rate_limit(
-            "recovery-caller",
-            &caller.name,
-            api.throttle.window,
+    if let Err(r) = api
+        .per_caller(
+            ("recovery", "caller_rate_limited"),
+            &caller,
             api.throttle.recovery_per_caller,
             now,
         )
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            api.count("recovery", "caller_rate_limited");
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many recovery requests from this caller",
-            );
-        }
-        Err(e) => return internal(e),
+        return r;
     }
     let Some(sealer) = &api.sealer else {
         return internal("no outbox key configured");
@@ -743,11 +803,32 @@ async fn helpdesk_reset(
             "only the helpdesk channel can reset passwords",
         );
     }
+    let now = Timestamp::now();
+    if let Err(r) = api
+        .per_caller(
+            ("helpdesk_reset", "rate_limited"),
+            &caller,
+            api.throttle.resets_per_caller,
+            now,
+        )
+        .await
+    {
+        return r;
+    }
     let hasher = match api.admit("helpdesk_reset") {
         Ok(h) => h,
         Err(r) => return r,
     };
     let account = match api.store.find_account(&req.realm, &req.login_id).await {
+        // A closed account has no member to give a password to.
+        Ok(Some(a)) if a.state == AccountState::Closed => {
+            api.count("helpdesk_reset", "refused");
+            return error(
+                StatusCode::CONFLICT,
+                "account_closed",
+                "the account is closed",
+            );
+        }
         Ok(Some(a)) => a,
         Ok(None) => {
             return error(
@@ -764,8 +845,11 @@ async fn helpdesk_reset(
             &hasher,
             &account,
             &req.purpose,
-            caller.administrator,
-            Timestamp::now(),
+            HelpdeskCaller {
+                name: &caller.name,
+                administrator: caller.administrator,
+            },
+            now,
         )
         .await
     {

@@ -171,6 +171,8 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
                 store,
                 hasher: HashPool::default(),
                 params: hash.params(),
+                // Without the policy, no temporary password is taken for expired.
+                temporary_ttl: std::time::Duration::MAX,
             };
             match passwords
                 .verify(&account, &credential, password, Timestamp::now())
@@ -218,6 +220,8 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
                 store,
                 hasher: HashPool::default(),
                 params: hash.params(),
+                // Without the policy, no temporary password is taken for expired.
+                temporary_ttl: std::time::Duration::MAX,
             };
             let version = passwords
                 .set(&account, &credential, password, "admin", Timestamp::now())

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Recovery requests one caller may make per window.
     #[arg(long, env = "CREDSHIFT_RECOVERY_PER_CALLER", default_value_t = 600)]
     pub recovery_per_caller: u32,
+    /// Help-desk resets one caller (token) may make per window.
+    #[arg(long, env = "CREDSHIFT_RESETS_PER_CALLER", default_value_t = 100)]
+    pub resets_per_caller: u32,
     /// Minimum time of every answer that must not reveal whether an account
     /// exists (denied verify/change, recovery). Above the slowest stored hash.
     #[arg(long, env = "CREDSHIFT_MIN_DENIAL_TIME", default_value = "250ms")]
@@ -143,6 +146,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         failures: args.verify_failures.max(1),
         window,
         recovery_per_caller: args.recovery_per_caller.max(1),
+        resets_per_caller: args.resets_per_caller.max(1),
         min_denial_time: parse_go_duration(&args.min_denial_time)
             .map_err(|e| Failure(format!("--min-denial-time {e}")))?,
     };

@@ -3,16 +3,18 @@
 //! the CLI and the tests, before, during and after a cutover.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::EngineError;
+use super::guesses::GuessLimit;
 use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
 use super::passwords::{Passwords, VerifyOutcome};
 use super::routing::{Route, cutover_creating, route_for, route_through};
 use crate::hashing::{HashPool, Secret};
 use crate::store::{
-    Account, AccountState, CredentialWrite, Expected, Store, StoreError, WriteKind,
+    Account, AccountState, CredentialWrite, Expected, FailureKey, Store, StoreError, WriteKind,
 };
 
 /// A realm's policy and its cutovers with their progress: everything routing needs.
@@ -47,6 +49,9 @@ impl Resolved {
 /// What a verification by login ID found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginVerify {
+    /// Too many failed guesses for this key this window: nothing was
+    /// looked at and nothing hashed.
+    Throttled,
     /// No active account by that login ID: unknown, suspended and closed
     /// look alike.
     NoAccount,
@@ -240,22 +245,25 @@ impl Realm {
     }
 
     fn passwords(&self, store: &Store, hasher: &HashPool, credential: &str) -> Passwords {
+        let rules = self.rules(credential);
         Passwords {
             store: store.clone(),
             hasher: hasher.clone(),
-            params: self
-                .rules(credential)
-                .map(|r| r.hashing)
-                .unwrap_or_default(),
+            params: rules.map(|r| r.hashing).unwrap_or_default(),
+            temporary_ttl: rules.map_or(Duration::ZERO, |r| r.temporary_ttl),
         }
     }
 
     /// Verifies a password for a purpose by login ID. `None`: no such purpose.
     ///
-    /// The account, the credentials the route may answer from and the
-    /// progress of the cutover that decides the route come from one read of
-    /// the store: one snapshot, so routing and the hash cannot disagree, and
-    /// one round trip on the API's hottest path.
+    /// The failed guesses counted for `guesses`, the account, the
+    /// credentials the route may answer from and the progress of the
+    /// cutover that decides the route come from one read of the store: one
+    /// snapshot, so routing and the hash cannot disagree, and one round trip
+    /// on the API's hottest path. Past `limit`, nothing is hashed. Counting
+    /// a failure is the caller's, once it has decided the answer (see
+    /// [`guesses`](super::guesses)).
+    #[allow(clippy::too_many_arguments)]
     pub async fn verify(
         &self,
         store: &Store,
@@ -263,22 +271,28 @@ impl Realm {
         login_id: &str,
         purpose: &str,
         password: Secret,
-        now: Timestamp,
+        limit: GuessLimit,
+        guesses: &FailureKey<'_>,
     ) -> Result<Option<LoginVerify>, EngineError> {
+        let now = guesses.now;
         let Some(credential) = self.policy.purposes.get(purpose) else {
             return Ok(None);
         };
         let creating = cutover_creating(&self.cutovers, credential).map(|(c, _)| c);
         let source = creating.map_or(credential.as_str(), |c| c.from.as_str());
-        let Some(snapshot) = store
+        let read = store
             .verify_snapshot(
                 &self.policy.realm,
                 login_id,
                 [credential.as_str(), source],
                 creating.map(|c| c.name.as_str()),
+                guesses,
             )
-            .await?
-        else {
+            .await?;
+        if !limit.allows(read.failures) {
+            return Ok(Some(LoginVerify::Throttled));
+        }
+        let Some(snapshot) = read.snapshot else {
             return Ok(Some(LoginVerify::NoAccount));
         };
         if snapshot.account.state != AccountState::Active {

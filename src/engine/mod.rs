@@ -6,8 +6,10 @@
 //! - [`routing`]: which credential answers a purpose at an instant.
 //! - [`validate`]: rules across fields and objects the schema cannot express.
 //! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
+//! - [`guesses`]: the limit on failed guesses, with no write on success.
 
 pub mod cutover;
+pub mod guesses;
 pub mod members;
 pub mod model;
 pub mod outbox;

@@ -32,6 +32,9 @@ pub struct CredentialRules {
     /// Channels that may change it.
     pub change_via: BTreeSet<String>,
     pub recovery: Recovery,
+    /// How long a temporary password set by recovery or the help desk lets
+    /// the member set a new one; after it, the temporary password is dead.
+    pub temporary_ttl: std::time::Duration,
 }
 
 /// Who can reset a forgotten password.

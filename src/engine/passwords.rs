@@ -1,6 +1,8 @@
 //! Verifying and setting one named credential, with the upgrade of legacy
 //! and outdated hashes on the next successful verify.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use super::EngineError;
@@ -11,7 +13,8 @@ use crate::store::{Account, Credential, CredentialWrite, Expected, Store, StoreE
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
     /// The password is right. `upgraded`: its hash was replaced by one with the
-    /// policy's parameters. `must_change`: the member has to set a new one.
+    /// policy's parameters. `must_change`: it is a temporary password, good
+    /// only for setting a new one.
     Match { must_change: bool, upgraded: bool },
     /// The password is wrong.
     Mismatch,
@@ -26,6 +29,21 @@ pub struct Passwords {
     pub store: Store,
     pub hasher: HashPool,
     pub params: Argon2Params,
+    /// How long a temporary password (set by recovery or the help desk,
+    /// must-change) keeps working.
+    pub temporary_ttl: Duration,
+}
+
+/// The channels whose writes are temporary passwords: a mailed one once
+/// redeemed, and a help-desk reset.
+const TEMPORARY_VIA: [&str; 2] = ["recovery", "helpdesk"];
+
+/// Whether `credential` holds a temporary password that has outlived `ttl`.
+fn temporary_expired(credential: &Credential, ttl: Duration, now: Timestamp) -> bool {
+    let ttl = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+    credential.must_change
+        && TEMPORARY_VIA.contains(&credential.set_via.as_str())
+        && now.duration_since(credential.set_at) >= ttl
 }
 
 impl Passwords {
@@ -59,6 +77,7 @@ impl Passwords {
             store,
             hasher,
             params,
+            temporary_ttl,
         } = self;
         let params = *params;
         let Some(credential) = stored else {
@@ -73,7 +92,9 @@ impl Passwords {
             .verify(password.clone(), credential.hash.clone())
             .await
             .map_err(hash_error)?;
-        if !matched {
+        // Checked after the hash, so that a dead temporary password costs
+        // what a wrong one does.
+        if !matched || temporary_expired(&credential, *temporary_ttl, now) {
             return Ok(VerifyOutcome::Mismatch);
         }
         let mut upgraded = false;

@@ -56,6 +56,14 @@ impl Drop for MailPayload {
     }
 }
 
+/// Who asks for a help-desk reset: the name the audit log gives it, and
+/// whether it may reset any credential.
+#[derive(Debug, Clone, Copy)]
+pub struct HelpdeskCaller<'a> {
+    pub name: &'a str,
+    pub administrator: bool,
+}
+
 /// Default shape of a help-desk temporary password (16 of 56 characters ≈ 93 bits).
 const HELPDESK_ALPHABET: &str = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
 const HELPDESK_LENGTH: u32 = 16;
@@ -220,8 +228,8 @@ impl Realm {
             .await?)
     }
 
-    /// A help-desk reset of the password of `purpose`: allowed when the
-    /// governing credential's recovery is `Helpdesk` now, or for an
+    /// A help-desk reset of the password of `purpose` by `by`: allowed
+    /// when the governing credential's recovery is `Helpdesk` now, or for an
     /// administrator. Returns the temporary password, to be shown once.
     pub async fn helpdesk_reset(
         &self,
@@ -229,13 +237,13 @@ impl Realm {
         hasher: &HashPool,
         account: &Account,
         purpose: &str,
-        administrator: bool,
+        by: HelpdeskCaller<'_>,
         now: Timestamp,
     ) -> Result<Option<Result<Secret, String>>, EngineError> {
         let Some((resolved, recovery)) = self.recovery(store, account, purpose, now).await? else {
             return Ok(None);
         };
-        if recovery != Recovery::Helpdesk && !administrator {
+        if recovery != Recovery::Helpdesk && !by.administrator {
             return Ok(Some(Err(resolved.governing)));
         }
         let alphabet: Vec<char> = HELPDESK_ALPHABET.chars().collect();
@@ -244,7 +252,10 @@ impl Realm {
             .hash_for(hasher, account, &resolved.governing, temp.clone())
             .await?;
         let writes = self.reset_writes(&resolved, hash, "helpdesk", Expected::Any);
-        store.write_credentials(account, &writes, now).await?;
+        // The audit log names the token that did it, not only its channel.
+        store
+            .write_credentials_by(account, &writes, now, Some(by.name))
+            .await?;
         Ok(Some(Ok(temp)))
     }
 }

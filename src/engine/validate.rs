@@ -35,6 +35,13 @@ pub fn validate_policy(policy: &Policy) -> Vec<Problem> {
                 "hashing.memoryKiB must be at least 8 × parallelism",
             ));
         }
+        // Zero would make every temporary password dead on arrival.
+        if rules.temporary_ttl.is_zero() && !matches!(rules.recovery, Recovery::SelfService(_)) {
+            problems.push(Problem::new(
+                format!("{field}.recovery.helpdesk.ttl"),
+                "must be longer than 0s",
+            ));
+        }
         if let Recovery::SelfService(s) = &rules.recovery {
             if !s.mail_body.contains("{{temporary_password}}") {
                 problems.push(Problem::new(

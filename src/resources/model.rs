@@ -11,6 +11,9 @@ use crate::engine::model::{
 };
 use crate::hashing::Argon2Params;
 
+/// How long a help-desk temporary password works when the policy does not say.
+const DEFAULT_TEMPORARY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl CredentialPolicySpec {
     /// The engine's view of this policy, named `name`.
     pub fn model(&self, name: &str) -> Result<Policy, Vec<Problem>> {
@@ -65,6 +68,18 @@ impl CredentialPolicySpec {
                     }
                 },
             };
+            let helpdesk_ttl = match &c.recovery.helpdesk {
+                None => DEFAULT_TEMPORARY_TTL,
+                Some(h) => h.ttl.parse().unwrap_or_else(|e| {
+                    problems.push(Problem::new(format!("{field}.recovery.helpdesk.ttl"), e));
+                    std::time::Duration::ZERO
+                }),
+            };
+            // A mailed one lives as long as its ticket; the help desk's as its own setting.
+            let temporary_ttl = match &recovery {
+                Recovery::SelfService(s) => s.ttl,
+                _ => helpdesk_ttl,
+            };
             let rules = CredentialRules {
                 hashing: Argon2Params {
                     memory_kib: c.hashing.memory_kib,
@@ -78,6 +93,7 @@ impl CredentialPolicySpec {
                 history_depth: c.rules.history_depth,
                 change_via: c.change_via.iter().cloned().collect(),
                 recovery,
+                temporary_ttl,
             };
             if credentials.insert(c.name.clone(), rules).is_some() {
                 problems.push(Problem::new(field, "is listed twice"));

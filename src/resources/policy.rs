@@ -198,6 +198,19 @@ pub struct RecoverySpec {
     /// Settings for `SelfService` recovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_service: Option<SelfServiceRecovery>,
+    /// Settings of the temporary passwords the help desk gives out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helpdesk: Option<HelpdeskRecovery>,
+}
+
+/// Help-desk resets: the temporary password the help desk reads out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelpdeskRecovery {
+    /// How long a temporary password from the help desk works before the
+    /// member has set a new one (default 24h).
+    #[serde(default = "default_ttl")]
+    pub ttl: GoDuration,
 }
 
 /// Self-service recovery: a temporary password mailed to the member's base e-mail address.
@@ -207,7 +220,8 @@ pub struct SelfServiceRecovery {
     /// Shape of the temporary password (at least 70 bits of entropy).
     #[serde(default)]
     pub temporary_password: TemporaryPasswordSpec,
-    /// How long a temporary password works (default 24h).
+    /// How long a temporary password works (default 24h): the mailed one
+    /// until it is used, and from then until the member has set a new one.
     #[serde(default = "default_ttl")]
     pub ttl: GoDuration,
     /// Recovery requests allowed per account.

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use sqlx::AnyConnection;
 
 use super::cutovers::parse_phase;
+use super::recovery::{FAILURE_SCOPE, FailureKey};
 use super::{
     Account, AuditEntry, CheckpointPhase, Store, StoreError, audit, is_unique_violation, millis,
     timestamp,
@@ -110,15 +111,25 @@ pub struct VerifySnapshot {
     pub cutover_phase: Option<CheckpointPhase>,
 }
 
-/// An account row, a checkpoint phase and one credential of a LEFT JOIN
-/// (absent: all `None`).
+/// What a verify reads, from one statement: the failed guesses counted
+/// this window for its throttling key, and the account's snapshot (`None`
+/// when the realm has no such login ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRead {
+    pub failures: i64,
+    pub snapshot: Option<VerifySnapshot>,
+}
+
+/// The throttling count, then an account row, a checkpoint phase and one
+/// credential of LEFT JOINs (absent: all `None`).
 type SnapshotRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -165,42 +176,60 @@ impl Store {
     }
 
     /// Everything a verification reads, in one statement and so from one
-    /// snapshot: the account, which of `credentials` (one or two names) it
-    /// holds, and the checkpoint phase of `cutover`, the one that decides the
-    /// route. `None` when the realm has no such login ID.
+    /// snapshot: the failed guesses of `guesses` counted this window, the
+    /// account, which of `credentials` (one or two names) it holds, and the
+    /// checkpoint phase of `cutover`, the one that decides the route.
     pub async fn verify_snapshot(
         &self,
         realm: &str,
         login_id: &str,
         credentials: [&str; 2],
         cutover: Option<&str>,
-    ) -> Result<Option<VerifySnapshot>, StoreError> {
+        guesses: &FailureKey<'_>,
+    ) -> Result<VerifyRead, StoreError> {
         let rows = sqlx::query_as::<_, SnapshotRow>(
-            "SELECT a.id, a.realm, a.login_id, a.base_email, a.state, a.created_at, \
+            "SELECT (SELECT hits FROM rate_limits WHERE scope = $6 AND key = $7 AND window_start = $8), \
+             a.id, a.realm, a.login_id, a.base_email, a.state, a.created_at, \
              (SELECT phase FROM cutover_checkpoints WHERE cutover = $3), \
              c.name, c.hash, c.set_at, c.set_via, c.must_change, c.version \
-             FROM accounts a LEFT JOIN credentials c \
-             ON c.account_id = a.id AND c.name IN ($4, $5) \
-             WHERE a.realm = $1 AND a.login_id = $2",
+             FROM (SELECT 1 AS one) o \
+             LEFT JOIN accounts a ON a.realm = $1 AND a.login_id = $2 \
+             LEFT JOIN credentials c ON c.account_id = a.id AND c.name IN ($4, $5)",
         )
         .bind(realm)
         .bind(login_id)
         .bind(cutover)
         .bind(credentials[0])
         .bind(credentials[1])
+        .bind(FAILURE_SCOPE)
+        .bind(guesses.stored_key())
+        .bind(guesses.window_start())
         .fetch_all(&self.pool)
         .await?;
-        let mut snapshot: Option<VerifySnapshot> = None;
+        let mut read = VerifyRead {
+            failures: 0,
+            snapshot: None,
+        };
         for row in rows {
-            let (id, realm, login_id, base_email, state, created_at, phase) =
-                (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
-            let s = match snapshot.as_mut() {
+            read.failures = row.0.unwrap_or(0);
+            let (
+                Some(id),
+                Some(realm),
+                Some(login_id),
+                Some(base_email),
+                Some(state),
+                Some(created_at),
+            ) = (row.1, row.2, row.3, row.4, row.5, row.6)
+            else {
+                continue;
+            };
+            let s = match read.snapshot.as_mut() {
                 Some(s) => s,
-                None => snapshot.insert(VerifySnapshot {
+                None => read.snapshot.insert(VerifySnapshot {
                     account: Account::try_from((
                         id, realm, login_id, base_email, state, created_at,
                     ))?,
-                    cutover_phase: phase.as_deref().map(parse_phase).transpose()?,
+                    cutover_phase: row.7.as_deref().map(parse_phase).transpose()?,
                     credentials: Vec::new(),
                 }),
             };
@@ -211,7 +240,7 @@ impl Store {
                 Some(set_via),
                 Some(must_change),
                 Some(version),
-            ) = (row.7, row.8, row.9, row.10, row.11, row.12)
+            ) = (row.8, row.9, row.10, row.11, row.12, row.13)
             {
                 s.credentials.push(Credential::try_from((
                     id,
@@ -224,7 +253,7 @@ impl Store {
                 ))?);
             }
         }
-        Ok(snapshot)
+        Ok(read)
     }
 
     /// Every credential of an account, without hashes, by name.
@@ -293,10 +322,22 @@ impl Store {
         writes: &[CredentialWrite],
         now: Timestamp,
     ) -> Result<Vec<i64>, StoreError> {
+        self.write_credentials_by(account, writes, now, None).await
+    }
+
+    /// [`Store::write_credentials`], audited as done by `by` (the name of
+    /// the caller's token) as well as through each write's channel.
+    pub async fn write_credentials_by(
+        &self,
+        account: &Account,
+        writes: &[CredentialWrite],
+        now: Timestamp,
+        by: Option<&str>,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut versions = Vec::with_capacity(writes.len());
         for write in writes {
-            versions.push(write_one(&mut tx, account, write, now).await?);
+            versions.push(write_one(&mut tx, account, write, now, by).await?);
         }
         tx.commit().await?;
         Ok(versions)
@@ -319,6 +360,7 @@ pub(super) async fn write_one(
     account: &Account,
     write: &CredentialWrite,
     now: Timestamp,
+    by: Option<&str>,
 ) -> Result<i64, StoreError> {
     let conflict = || StoreError::Conflict {
         what: format!(
@@ -340,7 +382,7 @@ pub(super) async fn write_one(
         .await?
         .rows_affected();
         if copied > 0 {
-            audit_write(conn, account, write, now).await?;
+            audit_write(conn, account, write, now, by).await?;
         }
         return Ok(0);
     }
@@ -359,7 +401,7 @@ pub(super) async fn write_one(
         .fetch_optional(&mut *conn)
         .await?;
         let version = version.ok_or_else(conflict)?;
-        audit_write(conn, account, write, now).await?;
+        audit_write(conn, account, write, now, by).await?;
         return Ok(version);
     }
     if write.expected != Expected::Absent {
@@ -436,7 +478,12 @@ pub(super) async fn write_one(
         ),
     };
     let version = version.ok_or_else(conflict)?;
-    audit_write(conn, account, write, now).await?;
+    audit_write(conn, account, write, now, by).await?;
+    if write.kind == WriteKind::Set {
+        // A new password, whoever set it, ends every recovery under way for
+        // it: a temporary password mailed earlier must not overwrite it.
+        super::recovery::revoke_tickets(conn, account, &write.name, now).await?;
+    }
     Ok(version)
 }
 
@@ -445,9 +492,13 @@ async fn audit_write(
     account: &Account,
     write: &CredentialWrite,
     now: Timestamp,
+    by: Option<&str>,
 ) -> Result<(), StoreError> {
-    let entry = AuditEntry::new(now, &write.via, write.action)
+    let mut entry = AuditEntry::new(now, &write.via, write.action)
         .account(&account.realm, &account.login_id)
         .credential(&write.name);
+    if let Some(by) = by {
+        entry = entry.detail(format!("by={by}"));
+    }
     audit::append(conn, &entry).await
 }

@@ -17,11 +17,11 @@ mod recovery;
 pub use accounts::{Account, AccountState};
 pub use audit::AuditEntry;
 pub use credentials::{
-    Credential, CredentialInfo, CredentialWrite, Expected, VerifySnapshot, WriteKind,
+    Credential, CredentialInfo, CredentialWrite, Expected, VerifyRead, VerifySnapshot, WriteKind,
 };
 pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
-pub use recovery::{NewTicket, OutboxMail, RecoveryCounts, Ticket};
+pub use recovery::{FailureKey, NewTicket, OutboxMail, RecoveryCounts, Ticket};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use sqlx::AnyConnection;
 
 use super::{Account, AuditEntry, CredentialWrite, Store, StoreError, audit, millis, timestamp};
 
@@ -86,15 +87,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE recovery_tickets SET state = 'revoked', closed_at = $3 \
-             WHERE account_id = $1 AND credential = $2 AND state = 'live'",
-        )
-        .bind(account.id)
-        .bind(t.credential)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await?;
+        revoke_tickets(&mut tx, account, t.credential, now).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO recovery_tickets (account_id, credential, purpose, hash, state, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, 'live', $5, $6) RETURNING id",
@@ -182,7 +175,7 @@ impl Store {
             return Ok(false);
         }
         for write in writes {
-            super::credentials::write_one(&mut tx, account, write, now).await?;
+            super::credentials::write_one(&mut tx, account, write, now, None).await?;
         }
         let entry = AuditEntry::new(now, "recovery", "recovery.redeem")
             .account(&account.realm, &account.login_id);
@@ -323,9 +316,7 @@ impl Store {
     }
 
     /// Counts one hit in a fixed window shared by every replica; returns
-    /// whether it is within `max` hits per `window`. The key is stored as
-    /// its SHA-256, so the table holds no login ID or client address and
-    /// every row has the same size whatever the caller sent.
+    /// whether it is within `max` hits per `window`.
     pub async fn rate_limit(
         &self,
         scope: &str,
@@ -334,43 +325,54 @@ impl Store {
         max: u32,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let hits = self.hit(scope, &rate_key(key), window, now).await?;
+        Ok(hits <= i64::from(max))
+    }
+
+    /// Counts one failed guess of `key` in its window; returns the count.
+    pub async fn count_failure(&self, key: &FailureKey<'_>) -> Result<i64, StoreError> {
+        self.hit(FAILURE_SCOPE, &key.stored_key(), key.window, key.now)
+            .await
+    }
+
+    /// The failed guesses of `key` counted in its window so far. (A verify
+    /// reads this in its snapshot instead.)
+    pub async fn failures(&self, key: &FailureKey<'_>) -> Result<i64, StoreError> {
+        let hits: Option<i64> = sqlx::query_scalar(
+            "SELECT hits FROM rate_limits WHERE scope = $1 AND key = $2 AND window_start = $3",
+        )
+        .bind(FAILURE_SCOPE)
+        .bind(key.stored_key())
+        .bind(key.window_start())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hits.unwrap_or(0))
+    }
+
+    /// One more hit for (scope, stored key) in the window `now` falls in,
+    /// atomically; returns the window's hits. The key is stored as its
+    /// SHA-256, so the table holds no login ID or client address and every
+    /// row has the same size whatever the caller sent.
+    async fn hit(
+        &self,
+        scope: &str,
+        stored_key: &str,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
         let start = window_start(window, now);
-        let hits: i64 = sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "INSERT INTO rate_limits (scope, key, window_start, hits, expires_at) VALUES ($1, $2, $3, 1, $4) \
              ON CONFLICT (scope, key) DO UPDATE SET \
              hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
              window_start = excluded.window_start, expires_at = excluded.expires_at RETURNING hits",
         )
         .bind(scope)
-        .bind(rate_key(key))
+        .bind(stored_key)
         .bind(start)
         .bind(start.saturating_add(window_millis(window)))
         .fetch_one(&self.pool)
-        .await?;
-        Ok(hits <= i64::from(max))
-    }
-
-    /// Gives back one hit that `rate_limit` counted in the same window: a
-    /// slot reserved before a check that then succeeded. Never below zero;
-    /// a no-op once the window has moved on.
-    pub async fn rate_limit_release(
-        &self,
-        scope: &str,
-        key: &str,
-        window: Duration,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let start = window_start(window, now);
-        sqlx::query(
-            "UPDATE rate_limits SET hits = hits - 1 \
-             WHERE scope = $1 AND key = $2 AND window_start = $3 AND hits > 0",
-        )
-        .bind(scope)
-        .bind(rate_key(key))
-        .bind(start)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?)
     }
 
     /// Deletes the counters of windows that have ended; returns how many.
@@ -387,6 +389,56 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rate_limits")
             .fetch_one(&self.pool)
             .await?)
+    }
+}
+
+/// Revokes the live tickets of one credential of `account` (audited when
+/// there were any); returns how many.
+pub(super) async fn revoke_tickets(
+    conn: &mut AnyConnection,
+    account: &Account,
+    credential: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let revoked = sqlx::query(
+        "UPDATE recovery_tickets SET state = 'revoked', closed_at = $3 \
+         WHERE account_id = $1 AND credential = $2 AND state = 'live'",
+    )
+    .bind(account.id)
+    .bind(credential)
+    .bind(millis(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if revoked > 0 {
+        let entry = AuditEntry::new(now, "recovery", "recovery.revoke")
+            .account(&account.realm, &account.login_id)
+            .credential(credential);
+        audit::append(conn, &entry).await?;
+    }
+    Ok(revoked)
+}
+
+/// The rate-limit scope of failed guesses (verify and change).
+pub(super) const FAILURE_SCOPE: &str = "verify-fail";
+
+/// Whose failed guesses are counted, and in which window: `key` names an
+/// account, a purpose and a client identity; `now` picks the fixed window
+/// of length `window` it falls in.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureKey<'a> {
+    pub key: &'a str,
+    pub window: Duration,
+    pub now: Timestamp,
+}
+
+impl FailureKey<'_> {
+    pub(super) fn stored_key(&self) -> String {
+        rate_key(self.key)
+    }
+
+    pub(super) fn window_start(&self) -> i64 {
+        window_start(self.window, self.now)
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Options<'a> {
     pub cutover_at: Option<&'a str>,
     /// Replaces the support password's ticket `ttl` (the example's is 24h).
     pub ttl: Option<&'a str>,
+    /// Sets `recovery.helpdesk.ttl` of every help-desk credential (by
+    /// default 24h).
+    pub helpdesk_ttl: Option<&'a str>,
     /// Deliver recovery mail to this server.
     pub smtp: Option<&'a SmtpServer>,
     /// More `credshift serve` flags.
@@ -140,6 +143,17 @@ impl Serve {
             if let (Some(ttl), "policy.yaml") = (o.ttl, name) {
                 assert!(text.contains("ttl: 24h"), "the example's ttl moved");
                 text = text.replace("ttl: 24h", &format!("ttl: {ttl}"));
+            }
+            if let (Some(ttl), "policy.yaml") = (o.helpdesk_ttl, name) {
+                let mode = "        mode: Helpdesk\n";
+                assert!(
+                    text.contains(mode),
+                    "the example's help-desk recovery moved"
+                );
+                text = text.replace(
+                    mode,
+                    &format!("{mode}        helpdesk:\n          ttl: {ttl}\n"),
+                );
             }
             if name == "members.csv" && o.extra_members > 0 {
                 let kenji = text

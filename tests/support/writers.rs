@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use credshift::store::Store;
+use credshift::store::{FailureKey, Store};
 use jiff::Timestamp;
 
-/// Reserves throttling slots from `member` (its own pool, as another process
-/// would) one after another until `writer` ends, as every verify does. For
+/// Counts failed guesses from `member` (its own pool, as another process
+/// would) one after another until `writer` ends, as every wrong password
+/// through the API does. For
 /// each write that began while the writer was under way, how many `unit`s
 /// of its progress committed during the write. `progress` answers (under
 /// way, progress so far).
@@ -24,13 +25,11 @@ pub async fn member_writes_during<T>(
         let (under_way, before) = progress().await;
         key += 1;
         member
-            .rate_limit(
-                "verify-fail",
-                &format!("wakwak/m{key}/support-portal/test"),
-                Duration::from_secs(900),
-                10,
-                Timestamp::now(),
-            )
+            .count_failure(&FailureKey {
+                key: &format!("wakwak/m{key}/support-portal/test"),
+                window: Duration::from_secs(900),
+                now: Timestamp::now(),
+            })
             .await
             .expect("a member's write");
         let (_, after) = progress().await;
