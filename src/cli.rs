@@ -52,7 +52,7 @@ pub enum Command {
     Apply(files::FilesArgs),
     /// Serves the member-facing API (verify, change, recovery, help-desk
     /// reset) for the policies in the given manifests.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -156,7 +156,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Plan(args) => files::plan_cmd(args).await,
             Command::Apply(args) => files::apply_cmd(args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut command, "credshift", &mut std::io::stdout());

@@ -1030,56 +1030,90 @@ store_test!(
     failures_in_the_snapshot
 );
 /// A verify reads the failed guesses of its throttling key in the same
-/// statement as the account: for a known login ID and for an unknown one
-/// alike, counting only the current window, and counting a failure is the
-/// only write throttling makes.
+/// statement as the account, for a known login ID and for an unknown one
+/// alike: its client's count of the current window, and the account's
+/// streak of consecutive failures from any client, which only an existing
+/// account keeps and which ends when told (a right or a new password).
+/// Counting a failure is the only write throttling makes.
 async fn failures_in_the_snapshot(db: TestStore) {
+    use credshift::store::{FailureKey, Failures};
     let store = db.store.clone();
     account_with(&store, "ab000070", "login", &hash_fast("pw").await).await;
     let window = Duration::from_secs(900);
-    let key = |k| credshift::store::FailureKey {
+    let known = (
+        "wakwak/ab000070/support-portal/198.51.100.7",
+        "wakwak/ab000070/support-portal",
+    );
+    let other_client = ("wakwak/ab000070/support-portal/203.0.113.9", known.1);
+    let unknown = (
+        "wakwak/zz999999/support-portal/198.51.100.7",
+        "wakwak/zz999999/support-portal",
+    );
+    let key = |(k, streak): (&'static str, &'static str), now| FailureKey {
         key: k,
+        streak,
         window,
-        now: t0(),
+        now,
     };
-    let read = |login: &'static str, k: &'static str, now: Timestamp| {
+    let read = |login: &'static str, k, now| {
         let store = store.clone();
         async move {
             store
-                .verify_snapshot(
-                    "wakwak",
-                    login,
-                    ["login", "login"],
-                    None,
-                    &credshift::store::FailureKey {
-                        key: k,
-                        window,
-                        now,
-                    },
-                )
+                .verify_snapshot("wakwak", login, ["login", "login"], None, &key(k, now))
                 .await
                 .expect("snapshot")
         }
     };
-    let known = "wakwak/ab000070/support-portal/198.51.100.7";
-    let unknown = "wakwak/zz999999/support-portal/198.51.100.7";
-    assert_eq!(read("ab000070", known, t0()).await.failures, 0);
+    let counted = |window, streak, last| Failures {
+        window,
+        streak,
+        last_failure_at: last,
+    };
+    let t1 = t0() + Duration::from_secs(1);
+    assert_eq!(
+        read("ab000070", known, t0()).await.failures,
+        Failures::default()
+    );
     assert_eq!(rate_limit_rows(&store).await, 0);
-    assert_eq!(store.count_failure(&key(known)).await.expect("count"), 1);
-    assert_eq!(store.count_failure(&key(known)).await.expect("count"), 2);
-    assert_eq!(store.count_failure(&key(unknown)).await.expect("count"), 1);
-    let k = read("ab000070", known, t0()).await;
-    assert_eq!(k.failures, 2);
+    let count = |k, now, exists| {
+        let store = store.clone();
+        async move {
+            store
+                .count_failure(&key(k, now), exists)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(count(known, t0(), true).await, counted(1, 1, Some(t0())));
+    assert_eq!(count(other_client, t1, true).await, counted(1, 2, Some(t1)));
+    // An unknown login ID has a window count, and no streak.
+    assert_eq!(count(unknown, t1, false).await, counted(1, 0, None));
+    let k = read("ab000070", known, t1).await;
+    assert_eq!(k.failures, counted(1, 2, Some(t1)));
     let snapshot = k.snapshot.expect("the account");
     assert_eq!(snapshot.account.login_id, "ab000070");
     assert_eq!(snapshot.credentials.len(), 1);
-    let u = read("zz999999", unknown, t0()).await;
-    assert_eq!((u.failures, u.snapshot), (1, None));
-    assert_eq!(store.failures(&key(known)).await.expect("failures"), 2);
-    // The next window starts from nothing.
+    let u = read("zz999999", unknown, t1).await;
+    assert_eq!((u.failures, u.snapshot), (counted(1, 0, None), None));
+    assert_eq!(
+        store
+            .failures(&key(other_client, t1))
+            .await
+            .expect("failures"),
+        counted(1, 2, Some(t1))
+    );
+    // The next window starts from nothing; the streak goes on.
     let later = t0() + window;
-    assert_eq!(read("ab000070", known, later).await.failures, 0);
-    assert_eq!(rate_limit_rows(&store).await, 2);
+    assert_eq!(
+        read("ab000070", known, later).await.failures,
+        counted(0, 2, Some(t1))
+    );
+    assert_eq!(rate_limit_rows(&store).await, 3);
+    store.end_streak(known.1).await.expect("end");
+    assert_eq!(
+        read("ab000070", known, later).await.failures,
+        Failures::default()
+    );
 }
 
 async fn hash_fast(pw: &str) -> String {

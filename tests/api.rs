@@ -737,6 +737,80 @@ fn help_desk_resets_are_not_cached_are_audited_by_token_and_are_limited() {
     assert_eq!(s.reset(&s.tokens.admin, JIRO, CONNECTION).0, 200);
 }
 
+/// Rotating the `client` identity buys no more guesses at one account (NIST
+/// SP 800-63B: consecutive failures limited to at most 100): past
+/// `--verify-failures` consecutive failures of an account and purpose, from
+/// any clients, each further check waits twice as long after the last
+/// failure (1 s, 2 s, …), and at `--account-failures` nothing more is
+/// checked, not even the right password from a new client, until the
+/// streak ends. Recovery ends it: the help desk's reset (connection) and
+/// the mailed temporary password (support), which is still checked at the
+/// ceiling because it is how the member gets back in. Held-back guesses are
+/// not counted: they checked nothing.
+#[test]
+fn rotating_clients_buys_no_more_guesses_and_recovery_ends_the_streak() {
+    let smtp = SmtpServer::start();
+    let s = Serve::start(Options {
+        smtp: Some(&smtp),
+        args: &["--verify-failures", "2", "--account-failures", "5"],
+        ..Default::default()
+    });
+    let client = std::sync::atomic::AtomicUsize::new(0);
+    let guess = |login_id: &str, purpose: &str, password: &str| {
+        let n = client.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        s.verify_from(login_id, purpose, password, &format!("198.51.100.{n}"))
+    };
+    let wait = |d: f64| std::thread::sleep(Duration::from_secs_f64(d));
+    // Each member's streak in its own thread, every guess from a new client.
+    std::thread::scope(|scope| {
+        for (login_id, purpose, right) in [
+            (TARO, CONNECTION, TARO_LOGIN),
+            (JIRO, SUPPORT, "jiro-secret-77"),
+        ] {
+            let guess = &guess;
+            scope.spawn(move || {
+                assert_denied(guess(login_id, purpose, "guess-1"));
+                assert_denied(guess(login_id, purpose, "guess-2"));
+                // Two in a row: the next check waits 1 s, then 2 s, then 4 s.
+                wait(1.1);
+                assert_denied(guess(login_id, purpose, "guess-3"));
+                wait(2.1);
+                assert_denied(guess(login_id, purpose, "guess-4"));
+                // Within the 4 s, even the right password is held back.
+                assert_denied(guess(login_id, purpose, right));
+                wait(4.1);
+                assert_denied(guess(login_id, purpose, "guess-5"));
+                // At the ceiling, however long one waits (past the 8 s the
+                // next step would have been), nothing is checked.
+                wait(8.5);
+                assert_denied(guess(login_id, purpose, right));
+            });
+        }
+    });
+    let (_, metrics) = http::get(s.port, "/metrics");
+    let throttled = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "credshift_api_requests_total{endpoint=\"verify\",outcome=\"throttled\"} ",
+            )
+        })
+        .map(|v| v.trim().to_owned());
+    assert_eq!(throttled.as_deref(), Some("4"), "{metrics}");
+    // The help desk ends Taro's streak; the mailed password, Jiro's.
+    let temp = temp_of(&s.reset(&s.tokens.helpdesk, TARO, CONNECTION));
+    assert_ok(guess(TARO, CONNECTION, &temp), true);
+    assert_accepted(s.recovery(JIRO, SUPPORT));
+    let mailed = temporary_password(&smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT));
+    assert_ok(guess(JIRO, SUPPORT, &mailed), true);
+    assert_eq!(
+        s.change(&s.tokens.portal, JIRO, SUPPORT, &mailed, "meguro-river-88")
+            .0,
+        200
+    );
+    assert_ok(guess(JIRO, SUPPORT, "meguro-river-88"), false);
+}
+
 /// Failed-verify throttling is keyed by (account, purpose, client): after
 /// `--verify-failures 3` wrong passwords from the client "attacker", even
 /// the right password from "attacker" is denied, while the member at home

@@ -115,12 +115,14 @@ async fn verify_login(
     // progress in the same snapshot as the hash.
     let guesses = FailureKey {
         key: login_id,
+        streak: login_id,
         window: Duration::from_secs(900),
         now,
     };
     let limit = GuessLimit {
         failures: 10,
         window: guesses.window,
+        account_failures: 100,
     };
     wakwak()
         .verify(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use credshift::hashing::{BUDGET_FACTOR, MAX_PASSWORD_BYTES};
 use serde_json::{Value, json};
 use support::http;
-use support::serve::{KENJI, Options, REALM, Serve};
+use support::serve::{KENJI, Options, REALM, Serve, extra_member};
 
 const SUPPORT: &str = "support-portal";
 /// sha512-crypt with 656,000 rounds (examples/2018-split/members.csv).
@@ -312,6 +312,10 @@ fn a_saturated_api_sheds_with_503_and_recovers() {
             "--hash-queue",
             "2",
         ],
+        // Checks of one account take turns: each client guesses at its own
+        // member, all with Hanako's 656,000-round sha512-crypt.
+        extra_members: 24,
+        extra_like: Some(HANAKO),
         ..Default::default()
     });
     const CLIENTS: usize = 24;
@@ -319,9 +323,7 @@ fn a_saturated_api_sheds_with_503_and_recovers() {
     let answers: Vec<http::Response> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|i| {
-                // Each from its own client: checks of one key take turns.
-                let mut body = verify_body(HANAKO, &"w".repeat(64));
-                body["client"] = json!(format!("198.51.100.{i}"));
+                let body = verify_body(&extra_member(i + 1), &"w".repeat(64));
                 let (barrier, serve) = (&barrier, &serve);
                 s.spawn(move || {
                     barrier.wait();

@@ -47,6 +47,9 @@ pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 #[derive(Debug, Clone, Copy)]
 pub struct Throttle {
     pub failures: u32,
+    /// Consecutive failures of one account and purpose, from any client,
+    /// after which nothing more is checked until the streak ends (≤ 100).
+    pub account_failures: u32,
     pub window: Duration,
     /// Recovery requests one caller may make per `window` (all accounts).
     pub recovery_per_caller: u32,
@@ -64,6 +67,7 @@ impl Throttle {
         GuessLimit {
             failures: self.failures,
             window: self.window,
+            account_failures: self.account_failures,
         }
     }
 }
@@ -231,8 +235,12 @@ impl Api {
     /// Counts a failed guess, before the turn of its key is given up so
     /// that the next guess sees it. Should the store fail, the caller gets
     /// an error rather than an answer whose guess went uncounted.
-    async fn count_failure(&self, key: &FailureKey<'_>) -> Result<(), Response> {
-        match self.store.count_failure(key).await {
+    async fn count_failure(
+        &self,
+        key: &FailureKey<'_>,
+        account_exists: bool,
+    ) -> Result<(), Response> {
+        match self.store.count_failure(key, account_exists).await {
             Ok(_) => Ok(()),
             Err(e) => Err(internal(e)),
         }
@@ -497,8 +505,9 @@ async fn verify(
     if crate::validate::login_id(&req.login_id).is_err() {
         return denied_after_pad().await;
     }
-    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    let turn = match api.guess_turn("verify", &key).await {
+    let streak = format!("{}/{}/{}", req.realm, req.login_id, req.purpose);
+    let key = format!("{streak}/{client}");
+    let turn = match api.guess_turn("verify", &streak).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -508,6 +517,7 @@ async fn verify(
     };
     let guesses = FailureKey {
         key: &key,
+        streak: &streak,
         window: api.throttle.window,
         now: Timestamp::now(),
     };
@@ -522,10 +532,12 @@ async fn verify(
             &guesses,
         )
         .await;
+    let mut account_exists = true;
     let outcome = match checked {
         Ok(Some(LoginVerify::Checked(o))) => o,
         Ok(Some(LoginVerify::NoAccount)) => {
             api.dummy_verify(&hasher, password).await;
+            account_exists = false;
             VerifyOutcome::NoCredential
         }
         Ok(Some(LoginVerify::Throttled)) => {
@@ -565,7 +577,7 @@ async fn verify(
             )
         }
         VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
-            if let Err(r) = api.count_failure(&guesses).await {
+            if let Err(r) = api.count_failure(&guesses, account_exists).await {
                 return r;
             }
             drop(turn);
@@ -632,8 +644,9 @@ async fn change(
     if crate::validate::login_id(&req.login_id).is_err() {
         return wrong_after_pad().await;
     }
-    let key = format!("{}/{}/{}/{}", req.realm, req.login_id, req.purpose, client);
-    let turn = match api.guess_turn("change", &key).await {
+    let streak = format!("{}/{}/{}", req.realm, req.login_id, req.purpose);
+    let key = format!("{streak}/{client}");
+    let turn = match api.guess_turn("change", &streak).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -644,11 +657,12 @@ async fn change(
     let now = Timestamp::now();
     let guesses = FailureKey {
         key: &key,
+        streak: &streak,
         window: api.throttle.window,
         now,
     };
     match api.store.failures(&guesses).await {
-        Ok(n) if api.throttle.limit().allows(n) => {}
+        Ok(n) if api.throttle.limit().allows(&n, now) => {}
         Ok(_) => {
             drop((hasher, turn));
             api.count("change", "throttled");
@@ -666,7 +680,7 @@ async fn change(
         Ok(None) => {
             api.dummy_verify(&hasher, current).await;
             drop(hasher);
-            if let Err(r) = api.count_failure(&guesses).await {
+            if let Err(r) = api.count_failure(&guesses, false).await {
                 return r;
             }
             drop(turn);
@@ -689,9 +703,15 @@ async fn change(
     drop(hasher);
     // Only a wrong current password counts as a failed guess.
     if matches!(changed, Ok(Err(Refusal::WrongCurrentPassword)))
-        && let Err(r) = api.count_failure(&guesses).await
+        && let Err(r) = api.count_failure(&guesses, true).await
     {
         return r;
+    }
+    // A new password ends the streak of failures at it.
+    if matches!(changed, Ok(Ok(())))
+        && let Err(e) = api.store.end_streak(&streak).await
+    {
+        warn!(error = %e, "could not end a streak of failed guesses");
     }
     drop(turn);
     match changed {
@@ -854,6 +874,13 @@ async fn helpdesk_reset(
         .await
     {
         Ok(Some(Ok(temp))) => {
+            // A new password ends every streak of failures at the account.
+            for purpose in realm.policy.purposes.keys() {
+                let streak = format!("{}/{}/{purpose}", req.realm, req.login_id);
+                if let Err(e) = api.store.end_streak(&streak).await {
+                    warn!(error = %e, "could not end a streak of failed guesses");
+                }
+            }
             api.count("helpdesk_reset", "reset");
             info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, caller = %caller.name, "help-desk reset");
             reply(

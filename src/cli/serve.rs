@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Failed verifies allowed per (account, purpose, client) per window.
     #[arg(long, env = "CREDSHIFT_VERIFY_FAILURES", default_value_t = 10)]
     pub verify_failures: u32,
+    /// Consecutive failed verifies of one account and purpose, from any
+    /// client, after which nothing is checked until a right password or a
+    /// new one ends the streak (at most 100, as NIST SP 800-63B asks).
+    #[arg(long, env = "CREDSHIFT_ACCOUNT_FAILURES", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub account_failures: u32,
     /// The throttling window (Go duration).
     #[arg(long, env = "CREDSHIFT_THROTTLE_WINDOW", default_value = "15m")]
     pub throttle_window: String,
@@ -144,6 +150,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
     let store = args.store.open().await?;
     let throttle = Throttle {
         failures: args.verify_failures.max(1),
+        account_failures: args.account_failures,
         window,
         recovery_per_caller: args.recovery_per_caller.max(1),
         resets_per_caller: args.resets_per_caller.max(1),

@@ -17,20 +17,68 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use tokio::sync::OwnedMutexGuard;
 
-/// The limit: `failures` wrong guesses per fixed `window`.
+use crate::store::Failures;
+
+/// The limits: `failures` wrong guesses per fixed `window` from one
+/// client; and for the account and purpose, from any client, a streak of
+/// consecutive failures that slows down past `failures` (each further check
+/// waits twice as long after the last failure as the one before it, 1 s,
+/// 2 s, … up to `window`) and stops at `account_failures` (NIST SP 800-63B:
+/// at most 100), until a right password or a new one (recovery, the help
+/// desk) ends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuessLimit {
     pub failures: u32,
     pub window: Duration,
+    pub account_failures: u32,
+}
+
+/// What a guess may be checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The password and, failing that, a live recovery ticket.
+    Both,
+    /// Only a live recovery ticket: the account's streak holds the password
+    /// back, and recovery is how the member ends it.
+    TicketOnly,
+    /// Nothing: this client has failed too often this window.
+    Nothing,
 }
 
 impl GuessLimit {
-    /// Whether a key that has failed `counted` times this window may be
-    /// checked again.
-    pub fn allows(&self, counted: i64) -> bool {
-        counted < i64::from(self.failures)
+    /// What a key with `counted` failures may be checked against at `now`.
+    pub fn check(&self, counted: &Failures, now: Timestamp) -> Check {
+        if counted.window >= i64::from(self.failures) {
+            return Check::Nothing;
+        }
+        let held_back = counted.streak >= i64::from(self.account_failures)
+            || counted
+                .last_failure_at
+                .is_some_and(|last| now < last + self.streak_delay(counted.streak));
+        if held_back {
+            Check::TicketOnly
+        } else {
+            Check::Both
+        }
+    }
+
+    /// Whether the password itself may be checked.
+    pub fn allows(&self, counted: &Failures, now: Timestamp) -> bool {
+        self.check(counted, now) == Check::Both
+    }
+
+    /// How long after the last failure of a streak of `streak` the next
+    /// check may run.
+    pub fn streak_delay(&self, streak: i64) -> Duration {
+        let past = streak - i64::from(self.failures);
+        if past < 0 {
+            return Duration::ZERO;
+        }
+        let secs = 1u64 << past.clamp(0, 40);
+        Duration::from_secs(secs).min(self.window)
     }
 }
 
@@ -128,16 +176,58 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn a_key_may_be_checked_until_its_failures_reach_the_limit() {
-        let limit = GuessLimit {
+    fn limit() -> GuessLimit {
+        GuessLimit {
             failures: 3,
             window: Duration::from_secs(60),
-        };
-        assert!(limit.allows(0));
-        assert!(limit.allows(2));
-        assert!(!limit.allows(3));
-        assert!(!limit.allows(4));
+            account_failures: 10,
+        }
+    }
+
+    fn counted(window: i64, streak: i64, last: Option<Timestamp>) -> Failures {
+        Failures {
+            window,
+            streak,
+            last_failure_at: last,
+        }
+    }
+
+    #[test]
+    fn a_client_may_guess_until_its_window_reaches_the_limit() {
+        let now = Timestamp::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let l = limit();
+        assert!(l.allows(&counted(0, 0, None), now));
+        assert!(l.allows(&counted(2, 2, Some(now)), now));
+        assert!(!l.allows(&counted(3, 3, None), now));
+        assert!(!l.allows(&counted(4, 4, None), now));
+    }
+
+    #[test]
+    fn an_account_streak_slows_down_then_stops_whatever_the_client() {
+        let t = Timestamp::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let l = limit();
+        let s = |n| l.streak_delay(n);
+        assert_eq!((s(0), s(2)), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(
+            (s(3), s(4), s(5)),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4)
+            )
+        );
+        assert_eq!(s(9), Duration::from_secs(60), "capped at the window");
+        assert_eq!(s(i64::MAX), Duration::from_secs(60));
+        // A fresh client of an account with 4 failures in a row waits 2 s.
+        let last = Some(t);
+        assert!(!l.allows(&counted(0, 4, last), t + Duration::from_secs(1)));
+        assert!(l.allows(&counted(0, 4, last), t + Duration::from_secs(2)));
+        // At the ceiling, nothing more until the streak ends, but a
+        // recovery ticket, which is how the member ends it.
+        let year = t + Duration::from_secs(86_400 * 365);
+        assert_eq!(l.check(&counted(0, 10, last), year), Check::TicketOnly);
+        // A client over its window gets nothing at all.
+        assert_eq!(l.check(&counted(3, 0, None), t), Check::Nothing);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

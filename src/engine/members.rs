@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::EngineError;
-use super::guesses::GuessLimit;
+use super::guesses::{Check, GuessLimit};
 use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
 use super::passwords::{Passwords, VerifyOutcome};
 use super::routing::{Route, cutover_creating, route_for, route_through};
@@ -289,9 +289,11 @@ impl Realm {
                 guesses,
             )
             .await?;
-        if !limit.allows(read.failures) {
+        let check = limit.check(&read.failures, now);
+        if check == Check::Nothing {
             return Ok(Some(LoginVerify::Throttled));
         }
+        let streak = read.failures.streak;
         let Some(snapshot) = read.snapshot else {
             return Ok(Some(LoginVerify::NoAccount));
         };
@@ -310,20 +312,34 @@ impl Realm {
             .credentials
             .into_iter()
             .find(|c| c.name == resolved.answering);
-        let outcome = self
-            .passwords(store, hasher, &resolved.answering)
-            .verify_stored(&account, &resolved.answering, stored, password.clone(), now)
-            .await?;
-        if outcome == VerifyOutcome::Mismatch
+        let outcome = if check == Check::Both {
+            self.passwords(store, hasher, &resolved.answering)
+                .verify_stored(&account, &resolved.answering, stored, password.clone(), now)
+                .await?
+        } else {
+            VerifyOutcome::Mismatch
+        };
+        let outcome = if outcome == VerifyOutcome::Mismatch
             && self
                 .redeem(store, hasher, &account, &resolved, password, now)
                 .await?
         {
             // A temporary password: the member is in, and must set a new one.
-            return Ok(Some(LoginVerify::Checked(VerifyOutcome::Match {
+            VerifyOutcome::Match {
                 must_change: true,
                 upgraded: false,
-            })));
+            }
+        } else {
+            outcome
+        };
+        // Held back and no ticket matched: nothing was checked, nothing counts.
+        if check == Check::TicketOnly && outcome == VerifyOutcome::Mismatch {
+            return Ok(Some(LoginVerify::Throttled));
+        }
+        // A right password ends the account's streak of failures (a write
+        // only when there is one).
+        if matches!(outcome, VerifyOutcome::Match { .. }) && streak > 0 {
+            store.end_streak(guesses.streak).await?;
         }
         Ok(Some(LoginVerify::Checked(outcome)))
     }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sqlx::AnyConnection;
 
 use super::cutovers::parse_phase;
-use super::recovery::{FAILURE_SCOPE, FailureKey};
+use super::recovery::{FAILURE_SCOPE, FailureKey, Failures};
 use super::{
     Account, AuditEntry, CheckpointPhase, Store, StoreError, audit, is_unique_violation, millis,
     timestamp,
@@ -116,13 +116,16 @@ pub struct VerifySnapshot {
 /// when the realm has no such login ID).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyRead {
-    pub failures: i64,
+    pub failures: Failures,
     pub snapshot: Option<VerifySnapshot>,
 }
 
-/// The throttling count, then an account row, a checkpoint phase and one
-/// credential of LEFT JOINs (absent: all `None`).
+/// The throttling counts (window, streak, last failure), then an account
+/// row, a checkpoint phase and one credential of LEFT JOINs (absent: all
+/// `None`).
 type SnapshotRow = (
+    Option<i64>,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<String>,
@@ -189,6 +192,8 @@ impl Store {
     ) -> Result<VerifyRead, StoreError> {
         let rows = sqlx::query_as::<_, SnapshotRow>(
             "SELECT (SELECT hits FROM rate_limits WHERE scope = $6 AND key = $7 AND window_start = $8), \
+             (SELECT failures FROM failure_streaks WHERE key = $9), \
+             (SELECT last_failure_at FROM failure_streaks WHERE key = $9), \
              a.id, a.realm, a.login_id, a.base_email, a.state, a.created_at, \
              (SELECT phase FROM cutover_checkpoints WHERE cutover = $3), \
              c.name, c.hash, c.set_at, c.set_via, c.must_change, c.version \
@@ -204,14 +209,15 @@ impl Store {
         .bind(FAILURE_SCOPE)
         .bind(guesses.stored_key())
         .bind(guesses.window_start())
+        .bind(guesses.stored_streak())
         .fetch_all(&self.pool)
         .await?;
         let mut read = VerifyRead {
-            failures: 0,
+            failures: Failures::default(),
             snapshot: None,
         };
         for row in rows {
-            read.failures = row.0.unwrap_or(0);
+            read.failures = Failures::read(row.0, row.1, row.2)?;
             let (
                 Some(id),
                 Some(realm),
@@ -219,7 +225,7 @@ impl Store {
                 Some(base_email),
                 Some(state),
                 Some(created_at),
-            ) = (row.1, row.2, row.3, row.4, row.5, row.6)
+            ) = (row.3, row.4, row.5, row.6, row.7, row.8)
             else {
                 continue;
             };
@@ -229,7 +235,7 @@ impl Store {
                     account: Account::try_from((
                         id, realm, login_id, base_email, state, created_at,
                     ))?,
-                    cutover_phase: row.7.as_deref().map(parse_phase).transpose()?,
+                    cutover_phase: row.9.as_deref().map(parse_phase).transpose()?,
                     credentials: Vec::new(),
                 }),
             };
@@ -240,7 +246,7 @@ impl Store {
                 Some(set_via),
                 Some(must_change),
                 Some(version),
-            ) = (row.8, row.9, row.10, row.11, row.12, row.13)
+            ) = (row.10, row.11, row.12, row.13, row.14, row.15)
             {
                 s.credentials.push(Credential::try_from((
                     id,

@@ -21,7 +21,7 @@ pub use credentials::{
 };
 pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
-pub use recovery::{FailureKey, NewTicket, OutboxMail, RecoveryCounts, Ticket};
+pub use recovery::{FailureKey, Failures, NewTicket, OutboxMail, RecoveryCounts, Ticket};
 
 use std::str::FromStr;
 use std::time::Duration;

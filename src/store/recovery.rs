@@ -329,24 +329,69 @@ impl Store {
         Ok(hits <= i64::from(max))
     }
 
-    /// Counts one failed guess of `key` in its window; returns the count.
-    pub async fn count_failure(&self, key: &FailureKey<'_>) -> Result<i64, StoreError> {
-        self.hit(FAILURE_SCOPE, &key.stored_key(), key.window, key.now)
-            .await
+    /// Counts one failed guess of `key`: in its client's window and, when
+    /// the account exists, in the account's streak, in one transaction.
+    /// (An unknown login ID has no member to protect, and its streaks would
+    /// only grow the table.) Returns the counts after it.
+    pub async fn count_failure(
+        &self,
+        key: &FailureKey<'_>,
+        account_exists: bool,
+    ) -> Result<Failures, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let window = hit_on(
+            &mut tx,
+            FAILURE_SCOPE,
+            &key.stored_key(),
+            key.window,
+            key.now,
+        )
+        .await?;
+        let mut counted = Failures {
+            window,
+            ..Failures::default()
+        };
+        if account_exists {
+            counted.streak = sqlx::query_scalar(
+                "INSERT INTO failure_streaks (key, failures, last_failure_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET failures = failure_streaks.failures + 1, \
+                 last_failure_at = excluded.last_failure_at RETURNING failures",
+            )
+            .bind(rate_key(key.streak))
+            .bind(millis(key.now))
+            .fetch_one(&mut *tx)
+            .await?;
+            counted.last_failure_at = Some(key.now);
+        }
+        tx.commit().await?;
+        Ok(counted)
     }
 
-    /// The failed guesses of `key` counted in its window so far. (A verify
-    /// reads this in its snapshot instead.)
-    pub async fn failures(&self, key: &FailureKey<'_>) -> Result<i64, StoreError> {
-        let hits: Option<i64> = sqlx::query_scalar(
-            "SELECT hits FROM rate_limits WHERE scope = $1 AND key = $2 AND window_start = $3",
+    /// The failed guesses of `key` counted so far. (A verify reads them in
+    /// its snapshot instead.)
+    pub async fn failures(&self, key: &FailureKey<'_>) -> Result<Failures, StoreError> {
+        let (window, streak, last): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT hits FROM rate_limits WHERE scope = $1 AND key = $2 AND window_start = $3), \
+             (SELECT failures FROM failure_streaks WHERE key = $4), \
+             (SELECT last_failure_at FROM failure_streaks WHERE key = $4)",
         )
         .bind(FAILURE_SCOPE)
         .bind(key.stored_key())
         .bind(key.window_start())
-        .fetch_optional(&self.pool)
+        .bind(key.stored_streak())
+        .fetch_one(&self.pool)
         .await?;
-        Ok(hits.unwrap_or(0))
+        Failures::read(window, streak, last)
+    }
+
+    /// Ends the streak of failed guesses at `streak` (realm/login ID/purpose):
+    /// a right password or a new one.
+    pub async fn end_streak(&self, streak: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM failure_streaks WHERE key = $1")
+            .bind(rate_key(streak))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// One more hit for (scope, stored key) in the window `now` falls in,
@@ -360,19 +405,8 @@ impl Store {
         window: Duration,
         now: Timestamp,
     ) -> Result<i64, StoreError> {
-        let start = window_start(window, now);
-        Ok(sqlx::query_scalar(
-            "INSERT INTO rate_limits (scope, key, window_start, hits, expires_at) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (scope, key) DO UPDATE SET \
-             hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
-             window_start = excluded.window_start, expires_at = excluded.expires_at RETURNING hits",
-        )
-        .bind(scope)
-        .bind(stored_key)
-        .bind(start)
-        .bind(start.saturating_add(window_millis(window)))
-        .fetch_one(&self.pool)
-        .await?)
+        let mut conn = self.pool.acquire().await?;
+        hit_on(&mut conn, scope, stored_key, window, now).await
     }
 
     /// Deletes the counters of windows that have ended; returns how many.
@@ -390,6 +424,29 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// [`Store::hit`] on a connection (or inside a transaction).
+async fn hit_on(
+    conn: &mut AnyConnection,
+    scope: &str,
+    stored_key: &str,
+    window: Duration,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let start = window_start(window, now);
+    Ok(sqlx::query_scalar(
+        "INSERT INTO rate_limits (scope, key, window_start, hits, expires_at) VALUES ($1, $2, $3, 1, $4) \
+         ON CONFLICT (scope, key) DO UPDATE SET \
+         hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
+         window_start = excluded.window_start, expires_at = excluded.expires_at RETURNING hits",
+    )
+    .bind(scope)
+    .bind(stored_key)
+    .bind(start)
+    .bind(start.saturating_add(window_millis(window)))
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// Revokes the live tickets of one credential of `account` (audited when
@@ -423,18 +480,50 @@ pub(super) async fn revoke_tickets(
 pub(super) const FAILURE_SCOPE: &str = "verify-fail";
 
 /// Whose failed guesses are counted, and in which window: `key` names an
-/// account, a purpose and a client identity; `now` picks the fixed window
-/// of length `window` it falls in.
+/// account, a purpose and a client identity, `streak` the account and
+/// purpose alone; `now` picks the fixed window of length `window` it falls
+/// in.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureKey<'a> {
     pub key: &'a str,
+    pub streak: &'a str,
     pub window: Duration,
     pub now: Timestamp,
+}
+
+/// The failed guesses counted for a [`FailureKey`]: this window's from its
+/// client, and the account's streak (consecutive failures from any client)
+/// with when the last of them was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub window: i64,
+    pub streak: i64,
+    pub last_failure_at: Option<Timestamp>,
+}
+
+impl Failures {
+    pub(super) fn read(
+        window: Option<i64>,
+        streak: Option<i64>,
+        last: Option<i64>,
+    ) -> Result<Failures, StoreError> {
+        Ok(Failures {
+            window: window.unwrap_or(0),
+            streak: streak.unwrap_or(0),
+            last_failure_at: last
+                .map(|ms| timestamp(ms, "failure_streaks"))
+                .transpose()?,
+        })
+    }
 }
 
 impl FailureKey<'_> {
     pub(super) fn stored_key(&self) -> String {
         rate_key(self.key)
+    }
+
+    pub(super) fn stored_streak(&self) -> String {
+        rate_key(self.streak)
     }
 
     pub(super) fn window_start(&self) -> i64 {

@@ -50,9 +50,12 @@ pub struct Options<'a> {
     pub tls: bool,
     /// `--log` (default `info`).
     pub log: Option<&'a str>,
-    /// Extra members `ab1000NN` (NN from 01), each with KENJI's hashes and
+    /// Extra members `ab1000NN` (NN from 01), each with KENJI's hashes (or
+    /// `extra_like`'s) and
     /// the base address `ab1000NN@wakwak.example.jp`.
     pub extra_members: usize,
+    /// Whose hashes the extra members copy instead of KENJI's.
+    pub extra_like: Option<&'a str>,
 }
 
 pub fn extra_member(n: usize) -> String {
@@ -156,12 +159,13 @@ impl Serve {
                 );
             }
             if name == "members.csv" && o.extra_members > 0 {
-                let kenji = text
+                let like = o.extra_like.unwrap_or(KENJI);
+                let row = text
                     .lines()
-                    .find(|l| l.starts_with(KENJI))
-                    .expect("KENJI in members.csv")
+                    .find(|l| l.starts_with(like))
+                    .unwrap_or_else(|| panic!("{like} in members.csv"))
                     .to_owned();
-                let hashes = kenji.split_once(".jp,").expect("csv row").1;
+                let hashes = row.split_once(".jp,").expect("csv row").1;
                 for n in 1..=o.extra_members {
                     let id = extra_member(n);
                     text.push_str(&format!("{id},{id}@wakwak.example.jp,{hashes}\n"));

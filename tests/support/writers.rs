@@ -25,11 +25,15 @@ pub async fn member_writes_during<T>(
         let (under_way, before) = progress().await;
         key += 1;
         member
-            .count_failure(&FailureKey {
-                key: &format!("wakwak/m{key}/support-portal/test"),
-                window: Duration::from_secs(900),
-                now: Timestamp::now(),
-            })
+            .count_failure(
+                &FailureKey {
+                    key: &format!("wakwak/m{key}/support-portal/test"),
+                    streak: &format!("wakwak/m{key}/support-portal"),
+                    window: Duration::from_secs(900),
+                    now: Timestamp::now(),
+                },
+                true,
+            )
             .await
             .expect("a member's write");
         let (_, after) = progress().await;
