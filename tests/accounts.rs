@@ -1116,6 +1116,62 @@ async fn failures_in_the_snapshot(db: TestStore) {
     );
 }
 
+store_test!(
+    a_bcrypt_match_past_72_bytes_never_upgrades_into_another_password,
+    bcrypt_past_72_bytes
+);
+/// bcrypt reads only the first 72 bytes of a password, so a longer one that
+/// shares them matches. Upgrading on that match would store the longer
+/// variant as the member's password (anyone who knows the first 72 bytes
+/// could then lock the member out, or keep a password of their own): the
+/// match stands, as bcrypt always answered, but the hash stays bcrypt and
+/// the member's own password keeps working. A password of 72 bytes or
+/// fewer still upgrades.
+async fn bcrypt_past_72_bytes(db: TestStore) {
+    let pw = passwords(&db.store);
+    let member = format!("{}-and-the-rest-of-the-members-phrase", "m".repeat(72));
+    let hash = bcrypt::hash(member.as_bytes(), 4).expect("bcrypt");
+    let account = account_with(&db.store, "ab000072", "login", &hash).await;
+    let variant = format!("{}-an-attackers-tail", &member[..72]);
+    let stored = || async {
+        db.store
+            .credential(account.id, "login")
+            .await
+            .expect("read")
+            .expect("credential")
+            .hash
+    };
+    assert_eq!(
+        pw.verify(&account, "login", Secret::new(variant.clone()), t0())
+            .await
+            .expect("verify"),
+        VerifyOutcome::Match {
+            must_change: false,
+            upgraded: false
+        }
+    );
+    assert_eq!(stored().await, hash, "upgraded into the variant");
+    assert!(matches!(
+        pw.verify(&account, "login", Secret::new(member.clone()), t0())
+            .await
+            .expect("verify"),
+        VerifyOutcome::Match {
+            upgraded: false,
+            ..
+        }
+    ));
+    // 72 bytes or fewer: bcrypt read all of it, and the upgrade goes ahead.
+    let short = "s".repeat(72);
+    let short_hash = bcrypt::hash(short.as_bytes(), 4).expect("bcrypt");
+    let other = account_with(&db.store, "ab000073", "login", &short_hash).await;
+    assert!(matches!(
+        pw.verify(&other, "login", Secret::new(short), t0())
+            .await
+            .expect("verify"),
+        VerifyOutcome::Match { upgraded: true, .. }
+    ));
+}
+
 async fn hash_fast(pw: &str) -> String {
     HashPool::default()
         .hash(Secret::from(pw), FAST)

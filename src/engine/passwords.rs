@@ -98,7 +98,14 @@ impl Passwords {
             return Ok(VerifyOutcome::Mismatch);
         }
         let mut upgraded = false;
-        if hashing::needs_upgrade(&credential.hash, params) {
+        // bcrypt reads only the first 72 bytes: a longer password that
+        // matched may be anyone's variant of the member's, and upgrading
+        // would store it as the password.
+        let truncated = matches!(
+            hashing::Scheme::detect(&credential.hash),
+            Ok(hashing::Scheme::Bcrypt)
+        ) && password.expose().len() > hashing::BCRYPT_MAX_BYTES;
+        if !truncated && hashing::needs_upgrade(&credential.hash, params) {
             let hash = hasher.hash(password, params).await.map_err(hash_error)?;
             let write = CredentialWrite {
                 name: name.to_owned(),

@@ -21,6 +21,9 @@ pub use secret::Secret;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher};
 
+/// The bytes of a password that bcrypt reads; the rest is ignored.
+pub const BCRYPT_MAX_BYTES: usize = 72;
+
 /// A hash format credshift can verify. Only [`Scheme::Argon2id`] is ever written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
