@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use credshift::engine::cutover::{Phase, advance};
@@ -818,6 +819,111 @@ async fn changes_during_backfill(db: TestStore) {
         .expect("checkpoint")
         .expect("exists");
     assert_eq!((cp.done, cp.total), (MEMBERS as i64, MEMBERS as i64));
+}
+
+store_test!(two_concurrent_changes_never_lose_one, concurrent_changes);
+/// Two sessions of one member change the password at the same moment, both
+/// with the right current password: one wins, the other is told its current
+/// password is wrong, and the password that works afterwards is the
+/// winner's (never a change reported done and then overwritten).
+async fn concurrent_changes(db: TestStore) {
+    const MEMBERS: usize = 40;
+    let old_hash = HashPool::default()
+        .hash(
+            Secret::from(OLD_LOGIN),
+            credshift::hashing::Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .await
+        .expect("hash");
+    // The mail password: routed straight to its own credential, so the
+    // current password is checked against what the change replaces.
+    let rows: Vec<_> = (0..MEMBERS)
+        .map(|i| credshift::store::ImportRow {
+            line: i as u64 + 2,
+            login_id: format!("wk{i:05}"),
+            base_email: format!("m{i}@wakwak.example.jp"),
+            credentials: vec![
+                ("login".into(), old_hash.clone()),
+                ("mail".into(), old_hash.clone()),
+            ],
+        })
+        .collect();
+    db.store
+        .import_batch("wakwak", &rows, "import", at("2018-01-01T00:00:00Z"))
+        .await
+        .expect("import");
+    let realm = Arc::new(realm_now(&db.store).await);
+    let mut pairs = Vec::new();
+    for i in 0..MEMBERS {
+        let account = db
+            .store
+            .find_account("wakwak", &format!("wk{i:05}"))
+            .await
+            .expect("find")
+            .expect("account");
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let sessions: Vec<_> = ["first", "second"]
+            .into_iter()
+            .map(|session| {
+                let (store, realm, account, barrier) = (
+                    db.store.clone(),
+                    realm.clone(),
+                    account.clone(),
+                    barrier.clone(),
+                );
+                let new = format!("{session}-session-pw-{i}");
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let result = realm
+                        .change(
+                            &store,
+                            &HashPool::default(),
+                            &account,
+                            "portal",
+                            "mail",
+                            Secret::from(OLD_LOGIN),
+                            Secret::new(new.clone()),
+                            after(),
+                        )
+                        .await
+                        .expect("change");
+                    (result, new)
+                })
+            })
+            .collect();
+        pairs.push((account, sessions));
+    }
+    for (account, sessions) in pairs {
+        let mut done = Vec::new();
+        for s in sessions {
+            let (result, new) = s.await.expect("session");
+            match result {
+                Ok(()) => done.push(new),
+                Err(Refusal::WrongCurrentPassword) => {}
+                Err(other) => panic!("{}: {other:?}", account.login_id),
+            }
+        }
+        if done.len() != 1 {
+            let trail = db
+                .store
+                .audit_trail("wakwak", &account.login_id)
+                .await
+                .expect("audit");
+            panic!(
+                "{}: both changes reported done: {done:?}; audit: {trail:#?}",
+                account.login_id
+            );
+        }
+        assert!(
+            verifies(&db.store, &account, "mail", &done[0], after()).await,
+            "{}: the change reported done does not work",
+            account.login_id
+        );
+    }
 }
 
 store_test!(

@@ -551,7 +551,7 @@ impl<'a> Client<'a> {
     }
 
     fn fresh(&mut self, what: &str) -> String {
-        let pw = format!("{what}-{}", random_hex(6));
+        let pw = format!("{what}-{}", random_hex(16));
         self.rec.secrets.push(pw.clone());
         pw
     }
@@ -1147,6 +1147,11 @@ impl<'a> Client<'a> {
             &p,
             Want::Denied,
         );
+        // The burst made a streak of failures at the account: past
+        // `FAILURES` in a row the next check waits 1 s, then 2 s, … from
+        // any client. Once it has passed, the member's own client gets in
+        // (and ends the streak).
+        std::thread::sleep(Duration::from_millis(4500));
         self.verify_from(
             "burst, the member's own client",
             &id,
@@ -1941,14 +1946,15 @@ fn two_hundred_clients_during_a_cutover() {
             hammer.rec.throttled.1,
             "throttled changes"
         );
-        // The checks of one key take turns (src/engine/guesses.rs), each
-        // reading the count the one before wrote, so of a burst sent at
-        // once exactly `FAILURES` guesses reach the hash and the rest are
-        // throttled. (Counted after the hash without turns, every guess of
-        // the burst was checked: 30 of 30.)
-        assert_eq!(
-            burst_checked, FAILURES as i64,
-            "guesses of a burst of {BURST} checked against the hash"
+        // The checks of one account take turns (src/engine/guesses.rs),
+        // each reading the counts the one before wrote, so of a burst sent
+        // at once at most `FAILURES` guesses reach the hash (fewer if the
+        // account's streak of failures had begun before it) and the rest
+        // are throttled. (Counted after the hash without turns, every guess
+        // of the burst was checked: 30 of 30.)
+        assert!(
+            (1..=FAILURES as i64).contains(&burst_checked),
+            "{burst_checked} guesses of a burst of {BURST} checked against the hash"
         );
     }
     metrics_after_load = http::get(port, "/metrics").1;

@@ -465,6 +465,14 @@ impl Realm {
         if let Err(refusal) = self.may_change(&resolved, channel) {
             return Ok(Err(refusal));
         }
+        // The version the change is made against is read before the current
+        // password is checked: a change that lands in between (the member's
+        // other session) makes this write conflict, and the retry checks the
+        // current password against it, instead of overwriting it.
+        let expected = match store.credential(account.id, &resolved.governing).await? {
+            Some(c) => Expected::Version(c.version),
+            None => Expected::Absent,
+        };
         let current_ok = matches!(
             self.passwords(store, hasher, &resolved.answering)
                 .verify(account, &resolved.answering, current, now)
@@ -483,10 +491,6 @@ impl Realm {
         }
         let hash = self.hash_for(hasher, account, &governing, new).await?;
         let mut writes = self.materialise_writes(&resolved);
-        let expected = match store.credential(account.id, &governing).await? {
-            Some(c) => Expected::Version(c.version),
-            None => Expected::Absent,
-        };
         writes.push(CredentialWrite {
             name: governing,
             hash,
