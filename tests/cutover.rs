@@ -67,11 +67,7 @@ async fn member(store: &Store, login_id: &str) -> Account {
         .await
         .expect("account");
     let pool = HashPool::default();
-    let params = credshift::hashing::Argon2Params {
-        memory_kib: 1024,
-        iterations: 1,
-        parallelism: 1,
-    };
+    let params = FAST;
     for (name, pw) in [("login", OLD_LOGIN), ("mail", MAIL), ("ftp", MAIL)] {
         let hash = pool.hash(Secret::from(pw), params).await.expect("hash");
         let write = CredentialWrite {
@@ -196,6 +192,21 @@ async fn run_cutover(store: &Store, now: Timestamp) {
             break;
         }
     }
+}
+
+/// Cheap argon2id parameters, for tests about writes rather than hashing.
+const FAST: credshift::hashing::Argon2Params = credshift::hashing::Argon2Params {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// `password` hashed with [`FAST`].
+async fn fast_hash(password: &str) -> String {
+    HashPool::default()
+        .hash(Secret::from(password), FAST)
+        .await
+        .expect("hash")
 }
 
 /// Imports `n` members `wk00000`… holding `login` = `hash`.
@@ -721,18 +732,7 @@ store_test!(
 /// member's own later change or the old login password.
 async fn changes_during_backfill(db: TestStore) {
     const MEMBERS: usize = 240;
-    let pool = HashPool::default();
-    let old_hash = pool
-        .hash(
-            Secret::from(OLD_LOGIN),
-            credshift::hashing::Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .await
-        .expect("hash");
+    let old_hash = fast_hash(OLD_LOGIN).await;
     import_members(&db.store, MEMBERS, &old_hash).await;
     let backfill = spawn_backfill(db.store.clone(), 3, Duration::from_millis(5));
     // Each member changes one target once, from its own task, mixed channels.
@@ -777,11 +777,7 @@ async fn changes_during_backfill(db: TestStore) {
     let passwords = Passwords {
         store: db.store.clone(),
         hasher: HashPool::default(),
-        params: credshift::hashing::Argon2Params {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        },
+        params: FAST,
         temporary_ttl: Duration::from_secs(86_400),
     };
     for (i, purpose, new) in changed {
@@ -828,17 +824,7 @@ store_test!(two_concurrent_changes_never_lose_one, concurrent_changes);
 /// winner's (never a change reported done and then overwritten).
 async fn concurrent_changes(db: TestStore) {
     const MEMBERS: usize = 40;
-    let old_hash = HashPool::default()
-        .hash(
-            Secret::from(OLD_LOGIN),
-            credshift::hashing::Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .await
-        .expect("hash");
+    let old_hash = fast_hash(OLD_LOGIN).await;
     // The mail password: routed straight to its own credential, so the
     // current password is checked against what the change replaces.
     let rows: Vec<_> = (0..MEMBERS)
