@@ -209,6 +209,15 @@ async fn fast_hash(password: &str) -> String {
         .expect("hash")
 }
 
+/// Member `wk{i:05}` of [`import_members`].
+async fn wk_member(store: &Store, i: usize) -> Account {
+    store
+        .find_account("wakwak", &format!("wk{i:05}"))
+        .await
+        .expect("find")
+        .expect("account")
+}
+
 /// Imports `n` members `wk00000`… holding `login` = `hash`.
 async fn import_members(store: &Store, n: usize, hash: &str) {
     let rows: Vec<_> = (0..n)
@@ -740,11 +749,7 @@ async fn changes_during_backfill(db: TestStore) {
     for i in (0..MEMBERS).step_by(1) {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
-            let account = store
-                .find_account("wakwak", &format!("wk{i:05}"))
-                .await
-                .expect("find")
-                .expect("account");
+            let account = wk_member(&store, i).await;
             let (channel, purpose) = if i % 2 == 0 {
                 ("portal", "support-portal")
             } else {
@@ -781,12 +786,7 @@ async fn changes_during_backfill(db: TestStore) {
         temporary_ttl: Duration::from_secs(86_400),
     };
     for (i, purpose, new) in changed {
-        let account = db
-            .store
-            .find_account("wakwak", &format!("wk{i:05}"))
-            .await
-            .expect("find")
-            .expect("account");
+        let account = wk_member(&db.store, i).await;
         let (mine, other) = if purpose == "support-portal" {
             ("support", "connection")
         } else {
@@ -845,12 +845,7 @@ async fn concurrent_changes(db: TestStore) {
     let realm = Arc::new(realm_now(&db.store).await);
     let mut pairs = Vec::new();
     for i in 0..MEMBERS {
-        let account = db
-            .store
-            .find_account("wakwak", &format!("wk{i:05}"))
-            .await
-            .expect("find")
-            .expect("account");
+        let account = wk_member(&db.store, i).await;
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let sessions: Vec<_> = ["first", "second"]
             .into_iter()
