@@ -91,7 +91,7 @@ fn temporary_password(mail: &Mail) -> String {
     let ja = after("仮パスワード: ");
     let en = after("Your temporary member support password is ");
     assert_eq!(ja, en, "the two versions disagree:\n{}", mail.body);
-    assert_eq!(ja.chars().count(), 16, "policy length 16: {ja:?}");
+    assert_eq!(ja.chars().count(), 20, "policy length 20: {ja:?}");
     assert!(ja.chars().all(|c| c.is_ascii_alphanumeric()), "{ja:?}");
     ja
 }
@@ -402,10 +402,12 @@ fn no_enumeration_same_answer_and_overlapping_timing() {
     let (mut issued, mut absent) = (Vec::new(), Vec::new());
     for i in 0..20 {
         let login_id = extra_member(i % 10 + 1);
-        let (t, r) = timed(|| s.recovery_raw(&s.tokens.portal, &login_id, SUPPORT));
+        // Each pair from its own client, as members behind the portal are.
+        let client = format!("192.0.2.{i}");
+        let (t, r) = timed(|| s.recovery_raw_from(&client, &login_id, SUPPORT));
         assert_eq!(r.status, 202);
         issued.push(t);
-        let (t, r) = timed(|| s.recovery_raw(&s.tokens.portal, &format!("zz{i:06}"), SUPPORT));
+        let (t, r) = timed(|| s.recovery_raw_from(&client, &format!("zz{i:06}"), SUPPORT));
         assert_eq!(r.status, 202);
         absent.push(t);
     }
@@ -502,7 +504,9 @@ fn known_enumeration_oracles() {
 
 /// The temporary password sent to the base e-mail address is single use,
 /// only the newest one works, it expires, and requests are rate limited per
-/// account (policy: 3 per hour) and per caller (`--recovery-per-caller`).
+/// account (policy: 3 per hour) and per client identity
+/// (`--recovery-per-client`), not per caller token: one person behind the
+/// portal cannot switch self-service recovery off for everybody.
 #[test]
 fn tickets_single_use_rotation_expiry_and_rate_limits() {
     // Rotation and single use, and the per-account limit, with the example's ttl.
@@ -540,12 +544,12 @@ fn tickets_single_use_rotation_expiry_and_rate_limits() {
         assert_eq!(smtp.mails_to(TARO_MAIL).len(), 2);
     }
 
-    // Expiry (ttl 2s) and the per-caller limit (5 per window).
+    // Expiry (ttl 2s) and the per-client limit (5 per window).
     let smtp = SmtpServer::start();
     let s = Serve::start(Options {
         ttl: Some("2s"),
         smtp: Some(&smtp),
-        args: &["--recovery-per-caller", "5"],
+        args: &["--recovery-per-client", "5"],
         ..Default::default()
     });
     let requested = Instant::now();
@@ -567,17 +571,29 @@ fn tickets_single_use_rotation_expiry_and_rate_limits() {
         settle(Duration::from_millis(200));
     }
 
-    // The portal has made 1 request; 4 more are allowed, the 6th is refused.
+    // One person behind the portal asks for five accounts, known or not;
+    // the sixth is refused, whichever account it names.
+    let attacker = "203.0.113.66";
+    for login_id in ["ab000002", "ab000004", "zz000001", "zz000002", KENJI] {
+        assert_accepted(s.recovery_from(attacker, login_id, SUPPORT));
+    }
+    for login_id in [JIRO, "zz000003"] {
+        let (status, body) = s.recovery_from(attacker, login_id, SUPPORT);
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"], "rate_limited");
+    }
+    // The member at another address, through the same portal token, is not held back.
+    assert_accepted(s.recovery_from("198.51.100.7", JIRO, SUPPORT));
+    smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT);
+    // Without `client`, the token is the client: the portal had made one
+    // such request (TARO's), so four more are allowed, then the fifth is refused.
     for login_id in ["ab000002", "ab000004", "zz000001", "zz000002"] {
         assert_accepted(s.recovery(login_id, SUPPORT));
     }
-    let (status, body) = s.recovery(JIRO, SUPPORT);
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["error"], "rate_limited");
-    // Another caller has its own budget.
-    let r = s.recovery_raw(&s.tokens.utility, JIRO, SUPPORT);
+    assert_eq!(s.recovery("zz000003", SUPPORT).0, 429);
+    // Another caller has its own.
+    let r = s.recovery_raw(&s.tokens.utility, "zz000003", SUPPORT);
     assert_accepted((r.status, r.json()));
-    smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT);
 }
 
 /// A password change or reset revokes every outstanding recovery ticket
@@ -1072,4 +1088,114 @@ fn openapi_is_served_as_committed() {
             "{path} missing from openapi.json"
         );
     }
+}
+
+/// A counter of the API's `/metrics`, by its full name with labels.
+fn api_counter(s: &Serve, name: &str) -> u64 {
+    let (_, metrics) = http::get(s.port, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+}
+
+/// Every answer that must not tell takes the same hashing work, at the
+/// policy's parameters, whatever the account holds: no account at all, a
+/// wrong password, a credential the account does not have (nobody was
+/// imported with an FTP password), and a temporary password waiting in the
+/// member's mail. Each costs exactly one hash of 19 MiB × 2 passes (the
+/// example policy's argon2id), counted by the pool in blocks, not in time.
+#[test]
+fn every_denied_answer_costs_one_hash_at_the_policys_parameters() {
+    const RUNS: &str = "credshift_api_hash_runs_total";
+    const BLOCKS: &str = "credshift_api_hash_argon2_blocks_total";
+    const ONE_HASH: u64 = 19_456 * 2;
+    let smtp = SmtpServer::start();
+    let s = Serve::start(Options {
+        smtp: Some(&smtp),
+        ..Default::default()
+    });
+    let work = |what: &str, call: &dyn Fn() -> (u16, Value), status: u16| {
+        let (runs, blocks) = (api_counter(&s, RUNS), api_counter(&s, BLOCKS));
+        let (got, body) = call();
+        assert_eq!(got, status, "{what}: {body}");
+        let spent = (
+            api_counter(&s, RUNS) - runs,
+            api_counter(&s, BLOCKS) - blocks,
+        );
+        eprintln!("{what}: {spent:?}");
+        spent
+    };
+    let one = (1, ONE_HASH);
+    let unknown = "ab999999";
+    assert_eq!(
+        work("no account", &|| s.verify(unknown, SUPPORT, "guess-1"), 401),
+        one
+    );
+    assert_eq!(
+        work(
+            "wrong password",
+            &|| s.verify(KENJI, SUPPORT, "guess-2"),
+            401
+        ),
+        one
+    );
+    assert_eq!(
+        work(
+            "no such credential",
+            &|| s.verify(KENJI, "ftp", "guess-3"),
+            401
+        ),
+        one
+    );
+    assert_eq!(
+        work(
+            "no account, no such credential",
+            &|| s.verify(unknown, "ftp", "guess-4"),
+            401
+        ),
+        one
+    );
+    // Asking for recovery hashes nothing slow, whether the account exists or not.
+    assert_eq!(
+        work("recovery", &|| s.recovery(KENJI, SUPPORT), 202),
+        (0, 0)
+    );
+    assert_eq!(
+        work(
+            "recovery, no account",
+            &|| s.recovery(unknown, SUPPORT),
+            202
+        ),
+        (0, 0)
+    );
+    let temp = temporary_password(&smtp.wait_for_mail("kenji@wakwak.example.jp", MAIL_WAIT));
+    assert_eq!(
+        work(
+            "wrong password, ticket live",
+            &|| s.verify(KENJI, SUPPORT, "guess-5"),
+            401
+        ),
+        one
+    );
+    let change = |login_id| {
+        s.change(
+            &s.tokens.portal,
+            login_id,
+            SUPPORT,
+            "guess-6",
+            "a-new-password-77",
+        )
+    };
+    assert_eq!(work("change, wrong current", &|| change(KENJI), 403), one);
+    assert_eq!(work("change, no account", &|| change("ab999998"), 403), one);
+    // The right temporary password is told apart anyway (it must be
+    // changed); using it hashes it into the credential.
+    let used = work(
+        "temporary password",
+        &|| s.verify(KENJI, SUPPORT, &temp),
+        403,
+    );
+    assert_eq!(used, (2, 2 * ONE_HASH));
 }

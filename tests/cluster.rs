@@ -120,7 +120,7 @@ fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
         ),
         ("unknown recovery mode", policy.replacen("mode: Helpdesk", "mode: Email", 1), "spec.credentials[0].recovery.mode"),
         ("channel name with a space", policy.replace("changeVia: [utility]", "changeVia: [\"the utility\"]"), "changeVia"),
-        ("temporary password too short", policy.replace("length: 16", "length: 4"), "temporaryPassword.length"),
+        ("temporary password too short", policy.replace("length: 20", "length: 4"), "temporaryPassword.length"),
         ("ttl not a duration", policy.replace("ttl: 24h", "ttl: one day"), "ttl"),
         (
             "mail body without the temporary password",
@@ -308,7 +308,7 @@ async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() 
     let (_store, url) = store_with_members(dir.path(), 2).await;
     // The schema cannot tell that 10 characters of a 4-letter alphabet are only 20 bits.
     let weak = example("policy.yaml").replace(
-        "            length: 16\n",
+        "            length: 20\n",
         "            length: 10\n            alphabet: abcd\n",
     );
     apply(&ns, &weak);

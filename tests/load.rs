@@ -685,9 +685,11 @@ impl<'a> Client<'a> {
         self.change_from(what, token, &id, purpose, current, new, want);
     }
 
+    /// A recovery request through the portal, on behalf of this member's client.
     fn recovery(&mut self, what: &str, login_id: &str, purpose: &str) {
         let token = self.ctx.tokens.portal.clone();
-        let body = json!({"realm": REALM, "login_id": login_id, "purpose": purpose});
+        let body =
+            json!({"realm": REALM, "login_id": login_id, "purpose": purpose, "client": self.id});
         self.expect(what, "/v1/recovery", &token, body, Want::Accepted);
     }
 

@@ -32,7 +32,7 @@ use crate::engine::guesses::{self, GuessLimit, InFlight};
 use crate::engine::members::{LoginVerify, Realm, Refusal};
 use crate::engine::recovery::HelpdeskCaller;
 use crate::engine::{EngineError, VerifyOutcome};
-use crate::hashing::{self, Argon2Params, HashPool, Sealer, Secret};
+use crate::hashing::{self, HashPool, Sealer, Secret};
 use crate::store::{Account, AccountState, FailureKey, Store};
 
 /// The OpenAPI description, committed as `api/openapi.json` and served as is.
@@ -51,8 +51,11 @@ pub struct Throttle {
     /// after which nothing more is checked until the streak ends (≤ 100).
     pub account_failures: u32,
     pub window: Duration,
-    /// Recovery requests one caller may make per `window` (all accounts).
-    pub recovery_per_caller: u32,
+    /// Recovery requests one client identity (the member's address as the
+    /// caller sees it; the caller's token when it sends none) may make per
+    /// `window`, whatever the accounts. Each account is limited on its own
+    /// by its policy.
+    pub recovery_per_client: u32,
     /// Help-desk resets one caller may make per `window` (all accounts).
     pub resets_per_caller: u32,
     /// Every answer that must not tell an existing account from an unknown
@@ -94,9 +97,6 @@ pub struct Api {
     pub throttle: Throttle,
     /// The throttling keys being checked here, one check at a time each.
     in_flight: InFlight,
-    /// A real argon2id hash to verify against when there is no account, so
-    /// that "unknown" costs what "wrong" costs.
-    dummy_hash: String,
     requests: Family<RequestLabels, Counter>,
     registry: Registry,
 }
@@ -113,13 +113,6 @@ impl Api {
         mut throttle: Throttle,
         hasher: HashPool,
     ) -> Result<Arc<Api>, String> {
-        let dummy_hash = hasher
-            .hash(
-                Secret::from("credshift-dummy-password"),
-                Argon2Params::default(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
         // The costliest argon2id any realm's policy asks for.
         let policy_ns = realms
             .iter()
@@ -162,7 +155,6 @@ impl Api {
             tokens,
             throttle,
             in_flight: InFlight::default(),
-            dummy_hash,
             requests,
             registry,
         }))
@@ -204,19 +196,21 @@ impl Api {
         })
     }
 
-    /// Counts one request of `caller` at `endpoint` in the throttling
-    /// window; past `max`, the `429` answer (counted under `outcome`).
-    async fn per_caller(
+    /// Counts one request of `who` at `endpoint` in the throttling window;
+    /// past `max`, the `429` answer (counted under `outcome`). `whom` says
+    /// what `who` is: `"caller"` (a token's name) or `"client"` (a realm
+    /// and client identity); each has its own counters.
+    async fn rate_limited(
         &self,
-        (endpoint, outcome): (&'static str, &'static str),
-        caller: &Caller,
+        (endpoint, outcome, whom): (&'static str, &'static str, &'static str),
+        who: &str,
         max: u32,
         now: Timestamp,
     ) -> Result<(), Response> {
-        let scope = format!("{endpoint}-caller");
+        let scope = format!("{endpoint}-{whom}");
         match self
             .store
-            .rate_limit(&scope, &caller.name, self.throttle.window, max, now)
+            .rate_limit(&scope, who, self.throttle.window, max, now)
             .await
         {
             Ok(true) => Ok(()),
@@ -225,7 +219,7 @@ impl Api {
                 Err(error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
-                    format!("too many {endpoint} requests from this caller in the window"),
+                    format!("too many {endpoint} requests from this {whom} in the window"),
                 ))
             }
             Err(e) => Err(internal(e)),
@@ -244,11 +238,6 @@ impl Api {
             Ok(_) => Ok(()),
             Err(e) => Err(internal(e)),
         }
-    }
-
-    /// Spends what a verify spends, for answers that must not reveal why.
-    async fn dummy_verify(&self, hasher: &HashPool, password: Secret) {
-        let _ = hasher.verify(password, self.dummy_hash.clone()).await;
     }
 
     /// A slot in the hashing pool for one request, or the `503` to answer.
@@ -283,7 +272,6 @@ pub fn router(api: Arc<Api>) -> Router {
     let hashing = Router::new()
         .route("/v1/verify", post(verify))
         .route("/v1/change", post(change))
-        .route("/v1/recovery", post(recovery))
         .route("/v1/helpdesk/reset", post(helpdesk_reset))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -291,6 +279,8 @@ pub fn router(api: Arc<Api>) -> Router {
         ));
     Router::new()
         .merge(hashing)
+        // Issuing a ticket hashes nothing slow: never shed with the pool.
+        .route("/v1/recovery", post(recovery))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -315,7 +305,6 @@ async fn shed_when_full(
         let endpoint = match request.uri().path() {
             "/v1/verify" => "verify",
             "/v1/change" => "change",
-            "/v1/recovery" => "recovery",
             _ => "helpdesk_reset",
         };
         api.count(endpoint, "shed");
@@ -527,7 +516,7 @@ async fn verify(
             &hasher,
             &req.login_id,
             &req.purpose,
-            password.clone(),
+            password,
             api.throttle.limit(),
             &guesses,
         )
@@ -536,7 +525,6 @@ async fn verify(
     let outcome = match checked {
         Ok(Some(LoginVerify::Checked(o))) => o,
         Ok(Some(LoginVerify::NoAccount)) => {
-            api.dummy_verify(&hasher, password).await;
             account_exists = false;
             VerifyOutcome::NoCredential
         }
@@ -678,7 +666,7 @@ async fn change(
     let account = match api.active_account(&req.realm, &req.login_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            api.dummy_verify(&hasher, current).await;
+            realm.equal_cost(&hasher, &req.purpose, current, now).await;
             drop(hasher);
             if let Err(r) = api.count_failure(&guesses, false).await {
                 return r;
@@ -739,6 +727,10 @@ struct RecoveryRequest {
     realm: String,
     login_id: String,
     purpose: String,
+    /// Who asks, as the caller sees it (the member's address): the key of
+    /// the per-client limit, so that one person cannot use up the portal's.
+    #[serde(default)]
+    client: Option<String>,
 }
 
 async fn recovery(
@@ -752,11 +744,16 @@ async fn recovery(
         Err(r) => return r,
     };
     let now = Timestamp::now();
+    let client = match client_of(req.client.as_deref(), &caller) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // Decided on the client alone, before the account is looked up.
     if let Err(r) = api
-        .per_caller(
-            ("recovery", "caller_rate_limited"),
-            &caller,
-            api.throttle.recovery_per_caller,
+        .rate_limited(
+            ("recovery", "rate_limited", "client"),
+            &format!("{}/{client}", req.realm),
+            api.throttle.recovery_per_client,
             now,
         )
         .await
@@ -766,25 +763,13 @@ async fn recovery(
     let Some(sealer) = &api.sealer else {
         return internal("no outbox key configured");
     };
-    let hasher = match api.admit("recovery") {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
     let account = match api.active_account(&req.realm, &req.login_id).await {
         Ok(a) => a,
         Err(e) => return internal(e),
     };
     let requested = realm
-        .request_recovery(
-            &api.store,
-            &hasher,
-            sealer,
-            account.as_ref(),
-            &req.purpose,
-            now,
-        )
+        .request_recovery(&api.store, sealer, account.as_ref(), &req.purpose, now)
         .await;
-    drop(hasher);
     match requested {
         Ok(outcome) => {
             // The public metrics must not tell an issued ticket from an
@@ -825,9 +810,9 @@ async fn helpdesk_reset(
     }
     let now = Timestamp::now();
     if let Err(r) = api
-        .per_caller(
-            ("helpdesk_reset", "rate_limited"),
-            &caller,
+        .rate_limited(
+            ("helpdesk_reset", "rate_limited", "caller"),
+            &caller.name,
             api.throttle.resets_per_caller,
             now,
         )

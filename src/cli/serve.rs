@@ -60,9 +60,10 @@ pub struct ServeArgs {
     /// The throttling window (Go duration).
     #[arg(long, env = "CREDSHIFT_THROTTLE_WINDOW", default_value = "15m")]
     pub throttle_window: String,
-    /// Recovery requests one caller may make per window.
-    #[arg(long, env = "CREDSHIFT_RECOVERY_PER_CALLER", default_value_t = 600)]
-    pub recovery_per_caller: u32,
+    /// Recovery requests one client (the request's `client`, else the
+    /// caller's token) may make per window, whatever the accounts.
+    #[arg(long, env = "CREDSHIFT_RECOVERY_PER_CLIENT", default_value_t = 10)]
+    pub recovery_per_client: u32,
     /// Help-desk resets one caller (token) may make per window.
     #[arg(long, env = "CREDSHIFT_RESETS_PER_CALLER", default_value_t = 100)]
     pub resets_per_caller: u32,
@@ -152,7 +153,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         failures: args.verify_failures.max(1),
         account_failures: args.account_failures,
         window,
-        recovery_per_caller: args.recovery_per_caller.max(1),
+        recovery_per_client: args.recovery_per_client.max(1),
         resets_per_caller: args.resets_per_caller.max(1),
         min_denial_time: parse_go_duration(&args.min_denial_time)
             .map_err(|e| Failure(format!("--min-denial-time {e}")))?,

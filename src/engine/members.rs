@@ -53,7 +53,7 @@ pub enum LoginVerify {
     /// looked at and nothing hashed.
     Throttled,
     /// No active account by that login ID: unknown, suspended and closed
-    /// look alike.
+    /// look alike, and cost one hash, as a wrong password does.
     NoAccount,
     /// The account's password was checked.
     Checked(VerifyOutcome),
@@ -240,6 +240,23 @@ impl Realm {
             })
     }
 
+    /// Spends what checking a password of `purpose` spends (one hash at the
+    /// parameters of the credential a change would set), for the answers
+    /// that must not tell that there is no account.
+    pub async fn equal_cost(
+        &self,
+        hasher: &HashPool,
+        purpose: &str,
+        password: Secret,
+        now: Timestamp,
+    ) {
+        let params = self
+            .governing(purpose, now)
+            .and_then(|c| self.rules(&c).map(|r| r.hashing))
+            .unwrap_or_default();
+        let _ = hasher.hash(password, params).await;
+    }
+
     fn rules(&self, credential: &str) -> Option<&CredentialRules> {
         self.policy.credentials.get(credential)
     }
@@ -294,12 +311,18 @@ impl Realm {
             return Ok(Some(LoginVerify::Throttled));
         }
         let streak = read.failures.streak;
-        let Some(snapshot) = read.snapshot else {
+        let Some(snapshot) = read
+            .snapshot
+            .filter(|s| s.account.state == AccountState::Active)
+        else {
+            // Held back: an account without a ticket is not checked at all,
+            // and neither is one that does not exist.
+            if check == Check::TicketOnly {
+                return Ok(Some(LoginVerify::Throttled));
+            }
+            self.equal_cost(hasher, purpose, password, now).await;
             return Ok(Some(LoginVerify::NoAccount));
         };
-        if snapshot.account.state != AccountState::Active {
-            return Ok(Some(LoginVerify::NoAccount));
-        }
         let route = route_through(
             credential,
             creating.map(|c| (c, snapshot.cutover_phase.into())),

@@ -69,7 +69,7 @@ impl SelfService {
 }
 
 /// Minimum entropy of a temporary password.
-pub const MIN_TEMP_PASSWORD_BITS: f64 = 70.0;
+pub const MIN_TEMP_PASSWORD_BITS: f64 = crate::hashing::MIN_TICKET_BITS;
 
 /// What a cutover does when it overruns its window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

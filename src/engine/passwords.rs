@@ -18,7 +18,7 @@ pub enum VerifyOutcome {
     Match { must_change: bool, upgraded: bool },
     /// The password is wrong.
     Mismatch,
-    /// The account has no such credential.
+    /// The account has no such credential (after a hash, as if it had).
     NoCredential,
 }
 
@@ -81,6 +81,9 @@ impl Passwords {
         } = self;
         let params = *params;
         let Some(credential) = stored else {
+            // Costs what a wrong password costs: one hash at the policy's
+            // parameters, so that a missing credential does not show.
+            let _ = hasher.hash(password, params).await;
             return Ok(VerifyOutcome::NoCredential);
         };
         let hash_error = |source| EngineError::Hash {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::EngineError;
 use super::members::{Realm, Resolved};
 use super::model::{Recovery, SelfService};
-use crate::hashing::{Argon2Params, HashPool, Sealer, Secret};
+use crate::hashing::{self, HashPool, Sealer, Secret};
 use crate::store::{Account, CredentialWrite, Expected, NewTicket, Store, WriteKind};
 
 /// What a recovery request did. Never shown to the requester (who always
@@ -77,42 +77,30 @@ pub fn temporary_password(alphabet: &[char], length: u32) -> Secret {
     Secret::new(text)
 }
 
-/// Costs the same as issuing a ticket, so that "no such account" and "not
-/// self-service" take as long as a real issue.
-async fn equalise(hasher: &HashPool, params: Argon2Params) {
-    let _ = hasher
-        .hash(Secret::from("credshift-timing-equaliser"), params)
-        .await;
-}
-
 impl Realm {
     /// Handles "forgot my password" for a purpose. The caller answers the
-    /// requester the same way whatever this returns.
-    #[allow(clippy::too_many_arguments)]
+    /// requester the same way whatever this returns. Nothing here hashes
+    /// with argon2 (a ticket is stored as a fast hash, see
+    /// [`crate::hashing::ticket_hash`]), so no outcome costs more CPU than
+    /// another.
     pub async fn request_recovery(
         &self,
         store: &Store,
-        hasher: &HashPool,
         sealer: &Sealer,
         account: Option<&Account>,
         purpose: &str,
         now: Timestamp,
     ) -> Result<RequestOutcome, EngineError> {
-        let default_params = Argon2Params::default();
         let Some(account) = account else {
-            equalise(hasher, default_params).await;
             return Ok(RequestOutcome::UnknownAccount);
         };
         let Some((resolved, recovery)) = self.recovery(store, account, purpose, now).await? else {
-            equalise(hasher, default_params).await;
             return Ok(RequestOutcome::UnknownPurpose);
         };
         let Recovery::SelfService(settings) = recovery else {
-            equalise(hasher, default_params).await;
             return Ok(RequestOutcome::NotSelfService);
         };
         if account.state != crate::store::AccountState::Active {
-            equalise(hasher, default_params).await;
             return Ok(RequestOutcome::AccountNotActive);
         }
         let key = format!("{}/{}", account.realm, account.login_id);
@@ -126,13 +114,10 @@ impl Realm {
             )
             .await?
         {
-            equalise(hasher, default_params).await;
             return Ok(RequestOutcome::RateLimited);
         }
-        self.issue(
-            store, hasher, sealer, account, &resolved, purpose, &settings, now,
-        )
-        .await?;
+        self.issue(store, sealer, account, &resolved, purpose, &settings, now)
+            .await?;
         Ok(RequestOutcome::Issued)
     }
 
@@ -140,7 +125,6 @@ impl Realm {
     async fn issue(
         &self,
         store: &Store,
-        hasher: &HashPool,
         sealer: &Sealer,
         account: &Account,
         resolved: &Resolved,
@@ -149,9 +133,7 @@ impl Realm {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let temp = temporary_password(&settings.alphabet, settings.temp_length);
-        let hash = self
-            .hash_for(hasher, account, &resolved.governing, temp.clone())
-            .await?;
+        let hash = hashing::ticket_hash(&temp);
         let expires_at = now + settings.ttl;
         let payload = MailPayload {
             login_id: account.login_id.clone(),
@@ -198,8 +180,8 @@ impl Realm {
 
     /// Tries `password` as the temporary password of the governing
     /// credential. On a match the ticket is used up and becomes the
-    /// credential's password with must-change set; the old password stops
-    /// working only now.
+    /// credential's password (hashed now with the policy's argon2id) with
+    /// must-change set; the old password stops working only now.
     pub async fn redeem(
         &self,
         store: &Store,
@@ -215,14 +197,22 @@ impl Realm {
         else {
             return Ok(false);
         };
-        if !hasher
-            .verify(password, ticket.hash.clone())
-            .await
-            .unwrap_or(false)
-        {
+        let matched = if hashing::is_fast_ticket(&ticket.hash) {
+            hashing::ticket_matches(&ticket.hash, &password)
+        } else {
+            // Issued as argon2 before tickets were stored as a fast hash.
+            hasher
+                .verify(password.clone(), ticket.hash.clone())
+                .await
+                .unwrap_or(false)
+        };
+        if !matched {
             return Ok(false);
         }
-        let writes = self.reset_writes(resolved, ticket.hash.clone(), "recovery", Expected::Any);
+        let hash = self
+            .hash_for(hasher, account, &resolved.governing, password)
+            .await?;
+        let writes = self.reset_writes(resolved, hash, "recovery", Expected::Any);
         Ok(store
             .redeem_ticket(account, ticket.id, &writes, now)
             .await?)

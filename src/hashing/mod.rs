@@ -9,6 +9,7 @@ mod legacy;
 mod pool;
 mod seal;
 mod secret;
+mod ticket;
 
 pub use cost::{
     BUDGET_FACTOR, MAX_IMPORTED_ARGON2_KIB, MAX_PASSWORD_BYTES, MIN_VERIFIABLE_BYTES,
@@ -18,6 +19,7 @@ pub use cost::{
 pub use pool::{HashPool, Overloaded, PoolSize};
 pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, Sealer};
 pub use secret::Secret;
+pub use ticket::{MIN_TICKET_BITS, is_fast_ticket, ticket_hash, ticket_matches};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher};
 
@@ -200,6 +202,18 @@ pub fn validate(hash: &str) -> Result<Scheme, HashError> {
         }
     }
     Ok(scheme)
+}
+
+/// The argon2 blocks a verify against `hash` fills (memory in KiB × passes);
+/// 0 for the other formats and for a hash that cannot be read.
+pub fn argon2_blocks(hash: &str) -> u64 {
+    match Scheme::detect(hash) {
+        Ok(scheme @ (Scheme::Argon2id | Scheme::Argon2i | Scheme::Argon2d)) => {
+            argon2_cost(scheme, legacy::strip_ldap_crypt(hash))
+                .map_or(0, |(memory, passes)| memory * passes)
+        }
+        _ => 0,
+    }
 }
 
 /// An argon2 PHC hash's memory (KiB) and passes, the two factors of its cost.

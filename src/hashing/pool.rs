@@ -49,6 +49,9 @@ impl Default for PoolSize {
 struct PoolMetrics {
     /// Hashes run to the end.
     hashed: Counter,
+    /// argon2 blocks (1 KiB, per pass) the hashes and verifies filled: the
+    /// work done, whatever the time it took on this machine.
+    argon2_blocks: Counter,
     /// Requests refused because every slot was taken.
     shed: Counter,
     /// Queued jobs dropped because their caller had gone.
@@ -209,13 +212,23 @@ impl HashPool {
     }
 
     pub async fn hash(&self, password: Secret, params: Argon2Params) -> Result<String, HashError> {
-        self.run(move || super::hash_password(&password, params))
-            .await?
+        let blocks = self.shared.metrics.argon2_blocks.clone();
+        self.run(move || {
+            let hashed = super::hash_password(&password, params);
+            blocks.inc_by(u64::from(params.memory_kib) * u64::from(params.iterations));
+            hashed
+        })
+        .await?
     }
 
     pub async fn verify(&self, password: Secret, hash: String) -> Result<bool, HashError> {
-        self.run(move || super::verify_password(&password, &hash))
-            .await?
+        let blocks = self.shared.metrics.argon2_blocks.clone();
+        self.run(move || {
+            let verified = super::verify_password(&password, &hash);
+            blocks.inc_by(super::argon2_blocks(&hash));
+            verified
+        })
+        .await?
     }
 
     /// Registers the pool's counters as `<prefix>_hash_*`.
@@ -225,6 +238,11 @@ impl HashPool {
             "hash_runs",
             "Hashes (argon2 and legacy) run by the hashing threads",
             m.hashed.clone(),
+        );
+        registry.register(
+            "hash_argon2_blocks",
+            "argon2 blocks (1 KiB per pass) filled by hashes and verifies: the work done",
+            m.argon2_blocks.clone(),
         );
         registry.register(
             "hash_shed",

@@ -217,7 +217,8 @@ pub struct HelpdeskRecovery {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SelfServiceRecovery {
-    /// Shape of the temporary password (at least 70 bits of entropy).
+    /// Shape of the temporary password (at least 112 bits of entropy, so
+    /// that it may be stored as a fast hash).
     #[serde(default)]
     pub temporary_password: TemporaryPasswordSpec,
     /// How long a temporary password works (default 24h): the mailed one
@@ -239,7 +240,7 @@ fn default_ttl() -> GoDuration {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TemporaryPasswordSpec {
-    /// Length in characters (default 16).
+    /// Length in characters (default 20: about 116 bits from the default alphabet).
     #[serde(default = "default_temp_length")]
     #[schemars(extend("format" = "int32"), range(min = 8, max = 128))]
     pub length: u32,
@@ -251,7 +252,7 @@ pub struct TemporaryPasswordSpec {
 }
 
 fn default_temp_length() -> u32 {
-    16
+    20
 }
 fn default_alphabet() -> String {
     "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789".into()

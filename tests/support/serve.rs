@@ -329,6 +329,22 @@ impl Serve {
         )
     }
 
+    /// A recovery request through the portal on behalf of the member at `client`.
+    pub fn recovery_raw_from(&self, client: &str, login_id: &str, purpose: &str) -> Response {
+        http::post_raw(
+            self.port,
+            "/v1/recovery",
+            &self.tokens.portal,
+            &json!({"realm": REALM, "login_id": login_id, "purpose": purpose, "client": client}),
+        )
+    }
+
+    /// [`Serve::recovery_raw_from`], status and body.
+    pub fn recovery_from(&self, client: &str, login_id: &str, purpose: &str) -> (u16, Value) {
+        let r = self.recovery_raw_from(client, login_id, purpose);
+        (r.status, r.json())
+    }
+
     /// A recovery request through the portal ("forgot your member support password").
     pub fn recovery(&self, login_id: &str, purpose: &str) -> (u16, Value) {
         let r = self.recovery_raw(&self.tokens.portal, login_id, purpose);
