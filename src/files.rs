@@ -296,6 +296,20 @@ impl Manifests {
                 continue;
             }
             match p.value.spec.model(&key) {
+                Ok(m) if policies.iter().any(|q| q.realm == m.realm) => {
+                    let first = policies
+                        .iter()
+                        .find(|q| q.realm == m.realm)
+                        .map_or("", |q| q.name.as_str());
+                    errors.push(problem(
+                        &p.file,
+                        p.line,
+                        Problem::new(
+                            "spec.realm",
+                            format!("realm {:?} is already claimed by CredentialPolicy {first}; a realm belongs to one policy", m.realm),
+                        ),
+                    ));
+                }
                 Ok(m) => policies.push(m),
                 Err(problems) => {
                     errors.extend(problems.into_iter().map(|x| problem(&p.file, p.line, x)))
@@ -352,5 +366,33 @@ mod tests {
         let docs = documents("a: 1\n---\nb: 2\nc: 3\n--- \nd: 4\n");
         assert_eq!(docs.iter().map(|d| d.0).collect::<Vec<_>>(), [1, 3, 6]);
         assert_eq!(docs[1].1, "b: 2\nc: 3\n");
+    }
+
+    /// A realm belongs to one policy: a second policy for it in the files
+    /// (say, one that lets the portal change the connection password) is an
+    /// error at its own file (and document), naming the first.
+    #[test]
+    fn a_second_policy_for_a_realm_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/2018-split/policy.yaml");
+        let policy = std::fs::read_to_string(example).expect("example policy");
+        std::fs::write(dir.path().join("a.yaml"), &policy).expect("write");
+        let loose = policy.replace("  name: wakwak\n", "  name: wakwak-loose\n");
+        std::fs::write(dir.path().join("b.yaml"), loose).expect("write");
+        let errors = load(&[dir.path().to_path_buf()])
+            .and_then(|m| m.model())
+            .expect_err("refused");
+        let text = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(errors.len(), 1, "{text}");
+        assert!(text.contains("b.yaml:1: spec.realm"), "{text}");
+        assert!(
+            text.contains("spec.realm") && text.contains("/wakwak;"),
+            "{text}"
+        );
     }
 }

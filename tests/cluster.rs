@@ -337,7 +337,7 @@ async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() 
         message.contains("spec.credentials[support].recovery.selfService.temporaryPassword"),
         "{message}"
     );
-    assert!(message.contains("70"), "{message}");
+    assert!(message.contains("112"), "{message}");
     assert_eq!(
         policy_condition(&p, "Ready").map(|c| c.0),
         Some(ConditionStatus::False)
@@ -389,6 +389,110 @@ async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() 
     )
     .await;
     assert!(!ctl.log_text().contains("panicked"));
+}
+
+/// A realm belongs to one CredentialPolicy. Whoever may create a second
+/// policy for an existing realm (to let the portal change the connection
+/// password, say) gets a policy that is Stalled, naming the owner, and
+/// changes nothing; a cutover under it does not run. The oldest claim
+/// wins, whatever the names; once the owner is deleted, the next takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_policy_for_a_realm_is_stalled_and_changes_nothing() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, url) = store_with_members(dir.path(), 2).await;
+    apply(&ns, &example("policy.yaml"));
+    let mut ctl = controller::start(&ns, &url, "ctl-own", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    let ready = |p: &CredentialPolicy| {
+        policy_condition(p, "Ready").is_some_and(|(s, _)| s == ConditionStatus::True)
+    };
+    let owner = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(30),
+        "owner Ready",
+        ready,
+    )
+    .await;
+    // Created a second later, under a name that sorts first.
+    let created = owner
+        .metadata
+        .creation_timestamp
+        .clone()
+        .expect("created")
+        .0;
+    while jiff::Timestamp::now() < created + jiff::SignedDuration::from_millis(1100) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loose = example("policy.yaml")
+        .replace("  name: wakwak\n", "  name: aaa-loose\n")
+        .replace(
+            "    - name: connection\n      changeVia: [utility]\n",
+            "    - name: connection\n      changeVia: [utility, portal]\n",
+        );
+    assert!(loose.contains("name: aaa-loose") && loose.contains("[utility, portal]"));
+    apply(&ns, &loose);
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    apply(
+        &ns,
+        &future_cutover("split-loose", &at).replace("name: wakwak", "name: aaa-loose"),
+    );
+    let p = wait_for(
+        &policies,
+        "aaa-loose",
+        Duration::from_secs(30),
+        "second policy Stalled",
+        |p| policy_condition(p, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    let (_, message) = policy_condition(&p, "Stalled").expect("stalled");
+    assert!(
+        message.contains(&format!("{ns}/wakwak")) && message.contains("realm \"wakwak\""),
+        "{message}"
+    );
+    assert!(!ready(&p), "{:?}", p.status);
+    assert!(
+        p.status.as_ref().is_some_and(|s| s.routing.is_empty()),
+        "{:?}",
+        p.status
+    );
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    let c = wait_for(
+        &cutovers,
+        "split-loose",
+        Duration::from_secs(30),
+        "its cutover Stalled",
+        |c| cutover_condition(c, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    let (_, message) = cutover_condition(&c, "Stalled").expect("stalled");
+    assert!(
+        message.contains("spec.policyRef.name") && message.contains(&format!("{ns}/wakwak")),
+        "{message}"
+    );
+    let events = support::kube::kubectl_ok(&["get", "events", "-n", &ns, "-o", "json"]);
+    assert!(events.contains("RealmClaimed"), "{events}");
+    // The owner is untouched.
+    let owner = policies.get("wakwak").await.expect("owner");
+    assert!(ready(&owner), "{:?}", owner.status);
+
+    // Deleting the owner hands the realm to the next oldest claim.
+    policies
+        .delete("wakwak", &Default::default())
+        .await
+        .expect("delete the owner");
+    wait_for(
+        &policies,
+        "aaa-loose",
+        Duration::from_secs(45),
+        "the next claim in force",
+        ready,
+    )
+    .await;
 }
 
 fn lease_holder(ns: &str) -> String {

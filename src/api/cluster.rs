@@ -1,6 +1,7 @@
 //! `credshift serve --from-cluster`: the realms come from the
 //! CredentialPolicy and CredentialCutover objects in the cluster, re-read
-//! periodically; invalid objects are skipped (the controller reports them).
+//! periodically; invalid objects, and policies whose realm belongs to an
+//! older one, are skipped (the controller reports them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use super::Api;
 use crate::engine::members::Realm;
 use crate::engine::model::CutoverProgress;
 use crate::engine::validate::validate_cutover;
+use crate::resources::realm_owner_check;
 use crate::resources::{CredentialCutover, CredentialPolicy};
 
 /// Builds the realms from the cluster's objects.
@@ -32,6 +34,10 @@ pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Vec<Realm>
     for p in &policies {
         let ns = p.namespace().unwrap_or_default();
         let key = format!("{ns}/{}", p.name_any());
+        if let Err(message) = realm_owner_check(&policies, &p.spec.realm, &key) {
+            warn!(policy = %key, "skipping a CredentialPolicy: {message}");
+            continue;
+        }
         let Ok(policy) = p.spec.model(&key) else {
             warn!(policy = %key, "skipping an invalid CredentialPolicy");
             continue;

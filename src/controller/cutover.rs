@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::policy::{cutovers_of, key};
+use super::policy::{cutovers_of, key, owns_realm};
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
 use jiff::Timestamp;
@@ -62,6 +62,9 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
                 "spec.policyRef.name",
                 format!("CredentialPolicy {policy_name} is invalid; see its Stalled condition"),
             ));
+        } else if let Err(message) = owns_realm(ctx, &p.spec.realm, &key(&ns, policy_name)) {
+            // A cutover of a policy that does not own its realm must not touch it.
+            problems.push(Problem::new("spec.policyRef.name", message));
         }
         model
     });

@@ -40,6 +40,45 @@ pub fn error_policy(_policy: Arc<CredentialPolicy>, error: &Error, ctx: Arc<Cont
     requeue_after_error(KIND, error, &ctx)
 }
 
+/// Whether the policy `namespace/name` owns `realm` among the policies the
+/// controller sees ([`crate::engine::ownership`]); `Err` is the message.
+pub fn owns_realm(ctx: &Context, realm: &str, policy: &str) -> Result<(), String> {
+    crate::resources::realm_owner_check(&ctx.policies.state(), realm, policy)
+}
+
+/// Marks `policy` Stalled (not in force) for `reason`, keeping the rest of
+/// `status`; an Event the first time this message is given.
+async fn stall(
+    ctx: &Context,
+    policy: &CredentialPolicy,
+    status: CredentialPolicyStatus,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let previous = policy.status.clone().unwrap_or_default();
+    let generation = policy.metadata.generation;
+    let was_stalled = find(&previous.conditions, "Stalled")
+        .is_some_and(|c| c.status == ConditionStatus::True && c.message == message);
+    let status = CredentialPolicyStatus {
+        observed_generation: generation,
+        conditions: conditions(
+            &previous.conditions,
+            generation,
+            (false, reason, format!("not in force: {message}")),
+            None,
+            Some((reason, message.clone())),
+        ),
+        ..status
+    };
+    if status != previous {
+        apply_status(ctx, policy, &status).await?;
+    }
+    if !was_stalled {
+        event(ctx, policy, true, reason, "Validate", message).await;
+    }
+    Ok(())
+}
+
 /// The cutovers of a policy with the progress their checkpoints record.
 pub async fn cutovers_of(
     ctx: &Context,
@@ -73,27 +112,20 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
     let model = match policy.spec.model(&key(&ns, &name)) {
         Ok(model) => model,
         Err(problems) => {
-            let message = describe(&problems);
-            let was_stalled = find(&previous.conditions, "Stalled")
-                .is_some_and(|c| c.status == ConditionStatus::True && c.message == message);
-            let status = CredentialPolicyStatus {
-                observed_generation: generation,
-                conditions: conditions(
-                    &previous.conditions,
-                    generation,
-                    (false, "InvalidSpec", format!("not in force: {message}")),
-                    None,
-                    Some(("InvalidSpec", message.clone())),
-                ),
-                ..previous.clone()
-            };
-            apply_status(ctx, policy, &status).await?;
-            if !was_stalled {
-                event(ctx, policy, true, "InvalidSpec", "Validate", message).await;
-            }
+            let status = previous.clone();
+            stall(ctx, policy, status, "InvalidSpec", describe(&problems)).await?;
             return Ok(Action::await_change());
         }
     };
+
+    // A second claim on a realm changes nothing in it: Stalled, without
+    // routing or counts, looked at again now and then to take over once
+    // the owner is gone.
+    if let Err(message) = owns_realm(ctx, &model.realm, &key(&ns, &name)) {
+        let status = CredentialPolicyStatus::default();
+        stall(ctx, policy, status, "RealmClaimed", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
 
     let now = ctx.now();
     let cutovers = cutovers_of(ctx, &ns, &name).await?;

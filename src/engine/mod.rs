@@ -7,12 +7,14 @@
 //! - [`validate`]: rules across fields and objects the schema cannot express.
 //! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
 //! - [`guesses`]: the limit on failed guesses, with no write on success.
+//! - [`ownership`]: which policy a realm belongs to when several claim it.
 
 pub mod cutover;
 pub mod guesses;
 pub mod members;
 pub mod model;
 pub mod outbox;
+pub mod ownership;
 pub mod passwords;
 pub mod recovery;
 pub mod routing;

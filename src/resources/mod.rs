@@ -23,6 +23,7 @@ pub use policy::{
     CredentialCount, CredentialPolicy, CredentialPolicySpec, CredentialPolicyStatus,
     CredentialSpec, HashingSpec, MailTemplate, PasswordRules, RateLimitSpec, RecoveryMode,
     RecoverySpec, RecoveryStatus, RouteStatus, SelfServiceRecovery, TemporaryPasswordSpec,
+    realm_owner_check,
 };
 
 use kube::CustomResourceExt;
