@@ -1172,6 +1172,85 @@ async fn bcrypt_past_72_bytes(db: TestStore) {
     ));
 }
 
+store_test!(
+    a_password_is_checked_in_nfkc_and_hashes_made_before_still_verify,
+    nfkc_passwords
+);
+/// Passwords are compared in Unicode NFKC (NIST SP 800-63B), so the same
+/// password typed through another input method (full-width letters and
+/// digits from a Japanese IME) is the same password. A hash made before
+/// credshift normalised, or imported from a system that did not, holds the
+/// password as it was typed: that still verifies, typed the same way, and
+/// is then replaced by the hash of its NFKC form, which verifies however it
+/// is typed. A new password is hashed in NFKC from the start.
+async fn nfkc_passwords(db: TestStore) {
+    let pw = passwords(&db.store);
+    let typed = "ｓａｋｕｒａ－ｄｏｒｉ－２０１８";
+    let ascii = "sakura-dori-2018";
+    let verify = |account, password: &'static str| {
+        let pw = pw.clone();
+        async move {
+            pw.verify(&account, "login", Secret::from(password), t0())
+                .await
+                .expect("verify")
+        }
+    };
+    let imported = hash_fast(typed).await;
+    let old = account_with(&db.store, "ab000080", "login", &imported).await;
+    assert_eq!(
+        verify(old.clone(), typed).await,
+        VerifyOutcome::Match {
+            must_change: false,
+            upgraded: true
+        },
+        "the password as typed, hashed before normalisation"
+    );
+    let stored = db
+        .store
+        .credential(old.id, "login")
+        .await
+        .expect("read")
+        .expect("credential")
+        .hash;
+    assert_ne!(stored, imported, "replaced by the NFKC hash");
+    assert!(matches!(
+        verify(old.clone(), ascii).await,
+        VerifyOutcome::Match {
+            upgraded: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        verify(old.clone(), typed).await,
+        VerifyOutcome::Match {
+            upgraded: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        verify(old, "sakura-dori-2019").await,
+        VerifyOutcome::Mismatch
+    );
+
+    // Set in full width, it verifies in ASCII, and the other way round.
+    let new = account_with(&db.store, "ab000081", "login", &hash_fast("x").await).await;
+    pw.set(&new, "login", Secret::from(typed), "test", t0())
+        .await
+        .expect("set");
+    assert!(matches!(
+        verify(new.clone(), ascii).await,
+        VerifyOutcome::Match { .. }
+    ));
+    assert!(matches!(
+        verify(new.clone(), typed).await,
+        VerifyOutcome::Match { .. }
+    ));
+    assert_eq!(
+        verify(new, "ｓａｋｕｒａ－ｄｏｒｉ－２０１９").await,
+        VerifyOutcome::Mismatch
+    );
+}
+
 async fn hash_fast(pw: &str) -> String {
     HashPool::default()
         .hash(Secret::from(pw), FAST)

@@ -448,6 +448,8 @@ impl Realm {
         new: Secret,
         now: Timestamp,
     ) -> Result<Result<(), Refusal>, EngineError> {
+        // The rules and the hash see the password in NFKC.
+        let new = new.normalized();
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -91,10 +91,26 @@ impl Passwords {
             credential: name.to_owned(),
             source,
         };
-        let matched = hasher
-            .verify(password.clone(), credential.hash.clone())
+        // Passwords are hashed in NFKC. A hash made before that (or imported
+        // from a system that did not normalise) may hold the password as
+        // typed: tried second, only for a password that NFKC changes, and
+        // replaced by the NFKC hash when it matches.
+        let normal = password.nfkc();
+        let mut as_typed = false;
+        let mut matched = hasher
+            .verify(
+                normal.clone().unwrap_or_else(|| password.clone()),
+                credential.hash.clone(),
+            )
             .await
             .map_err(hash_error)?;
+        if !matched && normal.is_some() {
+            matched = hasher
+                .verify(password.clone(), credential.hash.clone())
+                .await
+                .map_err(hash_error)?;
+            as_typed = matched;
+        }
         // Checked after the hash, so that a dead temporary password costs
         // what a wrong one does.
         if !matched || temporary_expired(&credential, *temporary_ttl, now) {
@@ -104,12 +120,18 @@ impl Passwords {
         // bcrypt reads only the first 72 bytes: a longer password that
         // matched may be anyone's variant of the member's, and upgrading
         // would store it as the password.
+        let matching = if as_typed {
+            &password
+        } else {
+            normal.as_ref().unwrap_or(&password)
+        };
         let truncated = matches!(
             hashing::Scheme::detect(&credential.hash),
             Ok(hashing::Scheme::Bcrypt)
-        ) && password.expose().len() > hashing::BCRYPT_MAX_BYTES;
-        if !truncated && hashing::needs_upgrade(&credential.hash, params) {
-            let hash = hasher.hash(password, params).await.map_err(hash_error)?;
+        ) && matching.expose().len() > hashing::BCRYPT_MAX_BYTES;
+        if !truncated && (as_typed || hashing::needs_upgrade(&credential.hash, params)) {
+            let stored = normal.unwrap_or(password);
+            let hash = hasher.hash(stored, params).await.map_err(hash_error)?;
             let write = CredentialWrite {
                 name: name.to_owned(),
                 hash,
@@ -143,7 +165,7 @@ impl Passwords {
     ) -> Result<i64, EngineError> {
         let hash = self
             .hasher
-            .hash(password, self.params)
+            .hash(password.normalized(), self.params)
             .await
             .map_err(|source| EngineError::Hash {
                 login_id: account.login_id.clone(),

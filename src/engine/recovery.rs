@@ -197,6 +197,9 @@ impl Realm {
         else {
             return Ok(false);
         };
+        // Typed through an input method, full-width letters and digits are
+        // the temporary password's own.
+        let password = password.normalized();
         let matched = if hashing::is_fast_ticket(&ticket.hash) {
             hashing::ticket_matches(&ticket.hash, &password)
         } else {
