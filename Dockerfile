@@ -7,8 +7,8 @@
 #   docker build -t REGISTRY/credshift:0.1.0 .
 #
 # The build context is an allowlist (.dockerignore): Cargo.toml, Cargo.lock,
-# src/, migrations/ (embedded by sqlx::migrate!) and api/ (openapi.json,
-# embedded by include_str!). tests/deploy.rs builds the binary from exactly
+# src/, migrations/ (embedded by sqlx::migrate!), api/ (openapi.json) and
+# data/ (the password blocklist), both embedded by include_str!. tests/deploy.rs builds the binary from exactly
 # that context with the `cargo build` command below and runs it.
 
 ARG RUST_VERSION=1.95
@@ -23,6 +23,7 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
 COPY src ./src
 COPY migrations ./migrations
 COPY api ./api
+COPY data ./data
 # The crates are in the layer above (no cache mount over them); the target
 # dir is a cache mount, so the binary is copied out in the same step.
 RUN --mount=type=cache,target=/src/target,sharing=locked \

@@ -1199,3 +1199,55 @@ fn every_denied_answer_costs_one_hash_at_the_policys_parameters() {
     );
     assert_eq!(used, (2, 2 * ONE_HASH));
 }
+
+/// New passwords follow NIST SP 800-63B-4. By default a password must have
+/// at least 15 characters (it is the only factor); it is refused when it
+/// is a commonly used or breached one, from a list of 120,000, whatever
+/// its case and whether typed in full width; and when it is the login ID.
+/// The most telling reason is given first.
+#[test]
+fn new_passwords_are_long_not_common_not_the_login_id_in_any_width() {
+    let s = Serve::start(Options::default());
+    let change = |new: &str| {
+        let (status, body) = s.change(&s.tokens.portal, TARO, SUPPORT, TARO_LOGIN, new);
+        (status, body["error"].as_str().unwrap_or("").to_owned())
+    };
+    let refused = |code: &str| (422, code.to_owned());
+    assert_eq!(change("ｐａｓｓｗｏｒｄ"), refused("blocklisted"));
+    assert_eq!(change("PassWord"), refused("blocklisted"));
+    assert_eq!(
+        change("1qaz2wsx3edc4rfv"),
+        refused("blocklisted"),
+        "16 characters, and common"
+    );
+    assert_eq!(
+        change("ＺＸＣＶＢＮＭ１２３４５６７８"),
+        refused("blocklisted")
+    );
+    assert_eq!(change("AB000001"), refused("same_as_login_id"));
+    assert_eq!(change("ａｂ０００００１"), refused("same_as_login_id"));
+    assert_eq!(
+        change("kinshicho-17"),
+        refused("too_short"),
+        "12 characters"
+    );
+    assert_eq!(
+        change("shinjuku-rain-1"),
+        (200, String::new()),
+        "15 characters"
+    );
+    // Set in full width, it verifies however the member types it.
+    let (status, body) = s.change(
+        &s.tokens.portal,
+        TARO,
+        SUPPORT,
+        "shinjuku-rain-1",
+        "ｓｈｉｂｕｙａ－ｎｉｇｈｔ－２２",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_ok(s.verify(TARO, SUPPORT, "shibuya-night-22"), false);
+    assert_ok(
+        s.verify(TARO, SUPPORT, "ｓｈｉｂｕｙａ－ｎｉｇｈｔ－２２"),
+        false,
+    );
+}

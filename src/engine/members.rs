@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::EngineError;
 use super::guesses::{Check, GuessLimit};
 use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
 use super::passwords::{Passwords, VerifyOutcome};
 use super::routing::{Route, cutover_creating, route_for, route_through};
+use super::{EngineError, blocklist};
 use crate::hashing::{HashPool, Secret};
 use crate::store::{
     Account, AccountState, CredentialWrite, Expected, FailureKey, Store, StoreError, WriteKind,
@@ -121,41 +121,6 @@ impl std::fmt::Display for Refusal {
         }
     }
 }
-
-/// Commonly used passwords refused when a policy enables `blocklist`.
-const BLOCKLIST: &[&str] = &[
-    "password",
-    "password1",
-    "password123",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "qwertyuiop",
-    "qwerty123",
-    "iloveyou",
-    "11111111",
-    "00000000",
-    "abc12345",
-    "abcd1234",
-    "passw0rd",
-    "letmein1",
-    "welcome1",
-    "sunshine",
-    "princess",
-    "football",
-    "baseball",
-    "dragon12",
-    "monkey12",
-    "trustno1",
-    "superman",
-    "asdfghjk",
-    "zaq12wsx",
-    "1q2w3e4r",
-    "q1w2e3r4",
-    "88888888",
-    "87654321",
-    "wakwak123",
-];
 
 impl Realm {
     /// The same realm with each cutover's progress read from its checkpoint.
@@ -540,6 +505,14 @@ impl Realm {
         let Some(rules) = self.rules(credential) else {
             return Ok(Ok(()));
         };
+        // The most telling reason first: "that is your login ID" or "that
+        // password is common" helps a member more than "too short".
+        if rules.not_login_id && new.expose().eq_ignore_ascii_case(&account.login_id) {
+            return Ok(Err(Refusal::SameAsLoginId));
+        }
+        if rules.blocklist && blocklist::contains(new.expose()) {
+            return Ok(Err(Refusal::Blocklisted));
+        }
         let len = new.char_len();
         if len < rules.min_length as usize {
             return Ok(Err(Refusal::TooShort {
@@ -550,15 +523,6 @@ impl Realm {
             return Ok(Err(Refusal::TooLong {
                 max: rules.max_length,
             }));
-        }
-        if rules.not_login_id && new.expose().eq_ignore_ascii_case(&account.login_id) {
-            return Ok(Err(Refusal::SameAsLoginId));
-        }
-        if rules.blocklist {
-            let lower = new.expose().to_lowercase();
-            if BLOCKLIST.contains(&lower.as_str()) {
-                return Ok(Err(Refusal::Blocklisted));
-            }
         }
         if rules.history_depth > 0 {
             let mut previous: BTreeSet<String> = BTreeSet::new();

@@ -6,9 +6,11 @@
 //! - [`routing`]: which credential answers a purpose at an instant.
 //! - [`validate`]: rules across fields and objects the schema cannot express.
 //! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
+//! - [`blocklist`]: the common and breached passwords a policy may refuse.
 //! - [`guesses`]: the limit on failed guesses, with no write on success.
 //! - [`ownership`]: which policy a realm belongs to when several claim it.
 
+pub mod blocklist;
 pub mod cutover;
 pub mod guesses;
 pub mod members;

@@ -126,13 +126,17 @@ impl Default for HashingSpec {
     }
 }
 
-/// Rules for a new password (NIST SP 800-63B: at least 8 characters, allow
-/// at least 64, no composition rules, check against a blocklist).
+/// Rules for a new password (NIST SP 800-63B-4: at least 15 characters for
+/// a password used alone, as these are, or 8 where it is only one factor
+/// of several; allow at least 64; no composition rules; refuse
+/// commonly used and breached passwords).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.maxLength >= self.minLength").message("rules.maxLength must be at least rules.minLength"))]
 pub struct PasswordRules {
-    /// Minimum length in characters (default 8).
+    /// Minimum length in characters (default 15, as NIST SP 800-63B-4 asks
+    /// of a password that is the only factor; 8 at the least, for one that
+    /// is part of multi-factor authentication).
     #[serde(default = "default_min_length")]
     #[schemars(extend("format" = "int32"), range(min = 8, max = 256))]
     pub min_length: u32,
@@ -154,7 +158,7 @@ pub struct PasswordRules {
 }
 
 fn default_min_length() -> u32 {
-    8
+    15
 }
 fn default_max_length() -> u32 {
     128
