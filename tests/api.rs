@@ -1251,3 +1251,73 @@ fn new_passwords_are_long_not_common_not_the_login_id_in_any_width() {
         false,
     );
 }
+
+/// Deleting or pruning a cutover mid-backfill never locks a member out.
+/// GitOps prunes the CredentialCutover while its backfill is half done,
+/// and `serve` is given the policy alone: the store remembers the split it
+/// started, so the purposes stay in dual read. A member the backfill
+/// reached answers with the new credentials (and a change lands in them);
+/// one it had not reached still answers with the old login password, on
+/// the support portal and on the connection. `plan` warns of the split.
+#[test]
+fn a_cutover_pruned_mid_backfill_keeps_every_member_able_to_log_in() {
+    const CUTOVER: &str = "default/split-login-2018";
+    let prune_mid_backfill = |manifests: &Path, store_url: &str| {
+        std::fs::remove_file(manifests.join("cutover.yaml")).expect("prune the cutover");
+        block_on(async {
+            let store = Store::open(store_url).await.expect("open store");
+            let targets = ["support".to_owned(), "connection".to_owned()];
+            let split = credshift::store::SplitRef {
+                cutover: CUTOVER,
+                realm: REALM,
+                source: "login",
+                targets: &targets,
+            };
+            let now = jiff::Timestamp::now();
+            let at = now - jiff::SignedDuration::from_hours(1);
+            store.start_cutover(split, at, now).await.expect("start");
+            // Two of the six members, in account order: Taro and Hanako.
+            store
+                .backfill_batch(split, 2, now)
+                .await
+                .expect("one batch");
+            store.close().await;
+        });
+    };
+    let s = Serve::start(Options {
+        cutover_at: Some("2099-01-01T00:00:00+09:00"),
+        before_serve: Some(&prune_mid_backfill),
+        ..Default::default()
+    });
+    // Reached by the backfill: the copies answer, and a change lands in them.
+    assert_ok(s.verify(TARO, SUPPORT, TARO_LOGIN), false);
+    assert_ok(s.verify(TARO, CONNECTION, TARO_LOGIN), false);
+    let new = "kinshicho-rain-17";
+    assert_eq!(
+        s.change(&s.tokens.portal, TARO, SUPPORT, TARO_LOGIN, new).0,
+        200
+    );
+    assert_ok(s.verify(TARO, SUPPORT, new), false);
+    assert_ok(s.verify(TARO, CONNECTION, TARO_LOGIN), false);
+    // Not reached: the login password still answers for both.
+    assert_ok(s.verify(KENJI, SUPPORT, KENJI_LOGIN), false);
+    assert_ok(s.verify(KENJI, CONNECTION, KENJI_LOGIN), false);
+    assert_denied(s.verify(KENJI, SUPPORT, "kenji-wrong-guess"));
+    let log = std::fs::read_to_string(&s.stderr).expect("serve log");
+    assert!(log.contains(CUTOVER) && log.contains("dual read"), "{log}");
+
+    let manifests = s.db.parent().expect("dir").join("manifests");
+    let plan = support::serve::credshift(&["plan", "-f"])
+        .arg(&manifests)
+        .args(["--store", &s.store_url])
+        .output()
+        .expect("run plan");
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert!(plan.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: cutover {CUTOVER} of realm {REALM} is under way"
+        )),
+        "{stderr}"
+    );
+}

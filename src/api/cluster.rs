@@ -70,7 +70,12 @@ pub async fn follow(api: Arc<Api>, client: Client, namespace: Option<String>, ev
     loop {
         tokio::time::sleep(every).await;
         match load(&client, namespace.as_deref()).await {
-            Ok(realms) => *api.realms.write().await = realms,
+            Ok(realms) => match super::with_known_splits(&api.store, realms, false).await {
+                Ok(realms) => *api.realms.write().await = realms,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the store's cutovers; keeping the last realms")
+                }
+            },
             Err(e) => {
                 warn!(error = %e, "cannot refresh policies from the cluster; keeping the last ones")
             }

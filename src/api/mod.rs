@@ -75,6 +75,31 @@ impl Throttle {
     }
 }
 
+/// `realms`, each with the splits the store knows are under way and no
+/// cutover object declares ([`Realm::remembering`]): a cutover deleted or
+/// pruned mid-backfill keeps its members in dual read. `warn`: say so at
+/// warning level (at start), else at debug level (each refresh).
+pub async fn with_known_splits(
+    store: &Store,
+    realms: Vec<Realm>,
+    warn: bool,
+) -> Result<Vec<Realm>, EngineError> {
+    let mut out = Vec::with_capacity(realms.len());
+    for realm in realms {
+        let (realm, remembered) = realm.with_known_splits(store).await?;
+        for cutover in remembered {
+            let realm = &realm.policy.realm;
+            if warn {
+                warn!(%realm, %cutover, "a cutover the store shows under way is not declared; its purposes stay in dual read until it is declared again");
+            } else {
+                tracing::debug!(%realm, %cutover, "undeclared cutover under way: dual read");
+            }
+        }
+        out.push(realm);
+    }
+    Ok(out)
+}
+
 /// Waits until `floor` has passed since `started`.
 async fn pad(started: std::time::Instant, floor: Duration) {
     tokio::time::sleep_until(tokio::time::Instant::from_std(started + floor)).await;
@@ -113,6 +138,9 @@ impl Api {
         mut throttle: Throttle,
         hasher: HashPool,
     ) -> Result<Arc<Api>, String> {
+        let realms = with_known_splits(&store, realms, true)
+            .await
+            .map_err(|e| e.to_string())?;
         // The costliest argon2id any realm's policy asks for.
         let policy_ns = realms
             .iter()

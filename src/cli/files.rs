@@ -96,6 +96,23 @@ fn phase_name(p: Phase) -> &'static str {
 }
 
 /// `credshift plan`: what would happen; writes nothing.
+/// Warns of each split the store shows under way that these files do not
+/// declare (its cutover was removed from them mid-backfill): `serve` keeps
+/// its purposes in dual read, and only declaring it again finishes it.
+async fn warn_undeclared(store: &Store, model: &Model) -> Result<(), Failure> {
+    for realm in &model.realms {
+        let (_, remembered) = realm.clone().with_known_splits(store).await?;
+        for cutover in remembered {
+            eprintln!(
+                "warning: cutover {cutover} of realm {} is under way in the store but not declared in these files; \
+                 its purposes stay in dual read (each member answers with the credential it holds) until it is declared again and completes",
+                realm.policy.realm
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
     let (manifests, model) = load(&args)?;
     let now = clock(&args.now)?();
@@ -111,6 +128,9 @@ pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
         Some(s) => s.migrate_is_current().await?,
         None => false,
     };
+    if let (Some(store), true) = (&store, migrated) {
+        warn_undeclared(store, &model).await?;
+    }
     println!(
         "{:<28} {:<14} {:<26} {:<10} {:>9} {:>9} {:>9} {:>10}",
         "CUTOVER", "POLICY", "AT", "PHASE", "IN SCOPE", "SPLIT", "TO COPY", "ETA"
@@ -186,6 +206,7 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
             summary.imported, summary.updated, summary.unchanged, summary.kept, summary.failed
         );
     }
+    warn_undeclared(&store, &model).await?;
     let tty = std::io::stderr().is_terminal();
     let mut rows = Vec::new();
     for realm in &model.realms {

@@ -8,13 +8,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::guesses::{Check, GuessLimit};
-use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery};
+use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery, WindowAction};
 use super::passwords::{Passwords, VerifyOutcome};
 use super::routing::{Route, cutover_creating, route_for, route_through};
 use super::{EngineError, blocklist};
 use crate::hashing::{HashPool, Secret};
 use crate::store::{
-    Account, AccountState, CredentialWrite, Expected, FailureKey, Store, StoreError, WriteKind,
+    Account, AccountState, CheckpointPhase, CredentialWrite, Expected, FailureKey, KnownSplit,
+    Store, StoreError, WriteKind,
 };
 
 /// A realm's policy and its cutovers with their progress: everything routing needs.
@@ -123,6 +124,49 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Realm {
+    /// The same realm with the splits the store knows are under way whose
+    /// cutover is not among this realm's (deleted or pruned mid-backfill,
+    /// or not applied yet): each is routed as the running cutover it was,
+    /// in dual read (an account answers with the target where it has it,
+    /// else with the source), so no member is sent to a credential it does
+    /// not hold. Nothing drives them: they are suspended, and only routing
+    /// reads them. Also returns their names, for a warning.
+    pub fn remembering(mut self, known: &[KnownSplit]) -> (Realm, Vec<String>) {
+        let mut remembered = Vec::new();
+        for split in known {
+            let present = self.cutovers.iter().any(|(c, _)| {
+                c.name == split.cutover || c.into.iter().any(|t| split.targets.contains(t))
+            });
+            if present || split.phase != CheckpointPhase::Running {
+                continue;
+            }
+            let cutover = Cutover {
+                name: split.cutover.clone(),
+                policy: self.policy.name.clone(),
+                at: split.at,
+                window: std::time::Duration::ZERO,
+                on_window_exceeded: WindowAction::Suspend,
+                from: split.source.clone(),
+                into: split.targets.clone(),
+                batch_size: 1,
+                suspend: true,
+                retain_source: std::time::Duration::MAX,
+            };
+            remembered.push(split.cutover.clone());
+            self.cutovers.push((cutover, CutoverProgress::Running));
+        }
+        (self, remembered)
+    }
+
+    /// [`Realm::remembering`] the splits the store knows for this realm.
+    pub async fn with_known_splits(
+        self,
+        store: &Store,
+    ) -> Result<(Realm, Vec<String>), EngineError> {
+        let known = store.known_splits(&self.policy.realm).await?;
+        Ok(self.remembering(&known))
+    }
+
     /// The same realm with each cutover's progress read from its checkpoint.
     pub async fn with_progress(&self, store: &Store) -> Result<Realm, EngineError> {
         let mut out = self.clone();
@@ -541,5 +585,71 @@ impl Realm {
             }
         }
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine::routing::effective_routing;
+
+    fn realm(cutovers: Vec<(Cutover, CutoverProgress)>) -> Realm {
+        Realm {
+            policy: Policy {
+                name: "isp/wakwak".into(),
+                realm: "wakwak".into(),
+                credentials: BTreeMap::new(),
+                purposes: [("support-portal", "support"), ("mail", "mail")]
+                    .into_iter()
+                    .map(|(p, c)| (p.to_owned(), c.to_owned()))
+                    .collect(),
+            },
+            cutovers,
+        }
+    }
+
+    fn known(cutover: &str, phase: CheckpointPhase) -> KnownSplit {
+        KnownSplit {
+            cutover: cutover.into(),
+            source: "login".into(),
+            targets: vec!["support".into(), "connection".into()],
+            at: "2018-04-18T00:00:00+09:00".parse().expect("at"),
+            phase,
+        }
+    }
+
+    /// A split the store shows running, with no cutover declaring it,
+    /// routes its purposes in dual read; one that completed, or one a
+    /// declared cutover covers, changes nothing.
+    #[test]
+    fn a_running_split_without_its_cutover_keeps_dual_read() {
+        let now: Timestamp = "2018-04-18T12:00:00+09:00".parse().expect("now");
+        let (r, remembered) =
+            realm(Vec::new()).remembering(&[known("isp/split", CheckpointPhase::Running)]);
+        assert_eq!(remembered, ["isp/split"]);
+        let routing = effective_routing(&r.policy, &r.cutovers, now);
+        assert_eq!(routing["support-portal"].mode(), "DualRead");
+        assert_eq!(routing["support-portal"].answering(false), "login");
+        assert_eq!(routing["mail"].mode(), "Direct");
+        assert!(
+            r.cutovers.iter().all(|(c, _)| c.suspend),
+            "nothing drives it"
+        );
+
+        let (r, remembered) =
+            realm(Vec::new()).remembering(&[known("isp/split", CheckpointPhase::Completed)]);
+        assert!(remembered.is_empty() && r.cutovers.is_empty());
+
+        let declared = r
+            .clone()
+            .remembering(&[known("isp/split", CheckpointPhase::Running)])
+            .0;
+        let (again, remembered) = declared
+            .clone()
+            .remembering(&[known("isp/split", CheckpointPhase::Running)]);
+        assert!(remembered.is_empty(), "declared: not added twice");
+        assert_eq!(again.cutovers.len(), 1);
     }
 }

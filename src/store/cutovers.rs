@@ -13,7 +13,42 @@ pub enum CheckpointPhase {
     Retired,
 }
 
+/// A split the store started: what a cutover did, remembered whatever
+/// becomes of the cutover object (deleted, pruned, not applied yet), so
+/// routing can still send each account to the credential it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownSplit {
+    /// The cutover's key (`namespace/name`).
+    pub cutover: String,
+    pub source: String,
+    pub targets: Vec<String>,
+    pub at: Timestamp,
+    pub phase: CheckpointPhase,
+}
+
 impl Store {
+    /// Every split the store started in `realm`, oldest `at` first.
+    pub async fn known_splits(&self, realm: &str) -> Result<Vec<KnownSplit>, StoreError> {
+        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(
+            "SELECT cutover, source, targets, at, phase FROM cutover_checkpoints \
+             WHERE realm = $1 ORDER BY at, cutover",
+        )
+        .bind(realm)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(cutover, source, targets, at, phase)| {
+                Ok(KnownSplit {
+                    cutover,
+                    source,
+                    targets: targets.split(',').map(str::to_owned).collect(),
+                    at: timestamp(at, "cutover_checkpoints")?,
+                    phase: parse_phase(&phase)?,
+                })
+            })
+            .collect()
+    }
+
     /// The checkpoint phase of a cutover, `None` when it never started.
     pub async fn checkpoint_phase(
         &self,

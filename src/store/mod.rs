@@ -19,7 +19,7 @@ pub use audit::AuditEntry;
 pub use credentials::{
     Credential, CredentialInfo, CredentialWrite, Expected, VerifyRead, VerifySnapshot, WriteKind,
 };
-pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, SplitRef};
+pub use cutovers::{BatchResult, Checkpoint, CheckpointPhase, KnownSplit, SplitRef};
 pub use import::{ImportOutcome, ImportRow};
 pub use recovery::{FailureKey, Failures, NewTicket, OutboxMail, RecoveryCounts, Ticket};
 

@@ -31,6 +31,9 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A step between `apply` and `serve`: the manifests directory, the store's URL.
+pub type BeforeServe = dyn Fn(&Path, &str);
+
 /// How to start a serve.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -56,6 +59,9 @@ pub struct Options<'a> {
     pub extra_members: usize,
     /// Whose hashes the extra members copy instead of KENJI's.
     pub extra_like: Option<&'a str>,
+    /// Run after `apply` and before `serve` starts, with the manifests
+    /// directory and the store's URL (to change either).
+    pub before_serve: Option<&'a BeforeServe>,
 }
 
 pub fn extra_member(n: usize) -> String {
@@ -191,6 +197,9 @@ impl Serve {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(hook) = o.before_serve {
+            hook(&manifests, &store_url);
+        }
         let tokens = Tokens::new();
         let tokens_file = dir.path().join("tokens.yaml");
         std::fs::write(&tokens_file, tokens.yaml(REALM)).expect("tokens file");
