@@ -1252,6 +1252,19 @@ fn new_passwords_are_long_not_common_not_the_login_id_in_any_width() {
     );
 }
 
+/// What `credshift plan` on the manifests `s` serves prints to stderr (it must succeed).
+fn plan_stderr(s: &Serve) -> String {
+    let manifests = s.db.parent().expect("dir").join("manifests");
+    let plan = support::serve::credshift(&["plan", "-f"])
+        .arg(&manifests)
+        .args(["--store", &s.store_url])
+        .output()
+        .expect("run plan");
+    let stderr = String::from_utf8_lossy(&plan.stderr).into_owned();
+    assert!(plan.status.success(), "{stderr}");
+    stderr
+}
+
 /// Deleting or pruning a cutover mid-backfill never locks a member out.
 /// GitOps prunes the CredentialCutover while its backfill is half done,
 /// and `serve` is given the policy alone: the store remembers the split it
@@ -1306,18 +1319,46 @@ fn a_cutover_pruned_mid_backfill_keeps_every_member_able_to_log_in() {
     let log = std::fs::read_to_string(&s.stderr).expect("serve log");
     assert!(log.contains(CUTOVER) && log.contains("dual read"), "{log}");
 
-    let manifests = s.db.parent().expect("dir").join("manifests");
-    let plan = support::serve::credshift(&["plan", "-f"])
-        .arg(&manifests)
-        .args(["--store", &s.store_url])
-        .output()
-        .expect("run plan");
-    let stderr = String::from_utf8_lossy(&plan.stderr);
-    assert!(plan.status.success(), "{stderr}");
+    let stderr = plan_stderr(&s);
     assert!(
         stderr.contains(&format!(
             "warning: cutover {CUTOVER} of realm {REALM} is under way"
         )),
         "{stderr}"
     );
+}
+
+/// A policy whose routing points at a credential the members lack, and
+/// that no cutover creates, is reported rather than quietly denying them:
+/// the six demo members imported, then the policy applied without its
+/// cutover (synced before it, or the cutover pruned before it started).
+/// `serve` logs each such purpose at start and `plan` warns, each with the
+/// count of accounts affected.
+#[test]
+fn a_policy_routing_to_a_credential_members_lack_is_reported_with_the_count() {
+    let without_cutover = |manifests: &Path, _: &str| {
+        std::fs::remove_file(manifests.join("cutover.yaml")).expect("drop the cutover");
+    };
+    let s = Serve::start(Options {
+        cutover_at: Some("2099-01-01T00:00:00+09:00"),
+        before_serve: Some(&without_cutover),
+        ..Default::default()
+    });
+    let expected = [
+        "purpose support-portal is routed to credential support, which 6 of 6 accounts lack",
+        "purpose connection is routed to credential connection, which 6 of 6 accounts lack",
+    ];
+    let log = std::fs::read_to_string(&s.stderr).expect("serve log");
+    for line in expected {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+    // Mail is held by every member: not reported.
+    assert!(!log.contains("purpose mail is routed"), "{log}");
+    let stderr = plan_stderr(&s);
+    for line in expected {
+        assert!(
+            stderr.contains(&format!("warning: realm {REALM}: {line}")),
+            "{stderr}"
+        );
+    }
 }

@@ -78,7 +78,8 @@ impl Throttle {
 /// `realms`, each with the splits the store knows are under way and no
 /// cutover object declares ([`Realm::remembering`]): a cutover deleted or
 /// pruned mid-backfill keeps its members in dual read. `warn`: say so at
-/// warning level (at start), else at debug level (each refresh).
+/// warning level, with each purpose routed to a credential some accounts
+/// lack (at start); else at debug level (each refresh).
 pub async fn with_known_splits(
     store: &Store,
     realms: Vec<Realm>,
@@ -93,6 +94,12 @@ pub async fn with_known_splits(
                 warn!(%realm, %cutover, "a cutover the store shows under way is not declared; its purposes stay in dual read until it is declared again");
             } else {
                 tracing::debug!(%realm, %cutover, "undeclared cutover under way: dual read");
+            }
+        }
+        if warn {
+            for unheld in realm.unheld_routes(store, Timestamp::now()).await? {
+                warn!(realm = %realm.policy.realm, purpose = %unheld.purpose, credential = %unheld.credential,
+                      lacking = unheld.lacking, accounts = unheld.accounts, "{unheld}");
             }
         }
         out.push(realm);

@@ -99,7 +99,8 @@ fn phase_name(p: Phase) -> &'static str {
 /// Warns of each split the store shows under way that these files do not
 /// declare (its cutover was removed from them mid-backfill): `serve` keeps
 /// its purposes in dual read, and only declaring it again finishes it.
-async fn warn_undeclared(store: &Store, model: &Model) -> Result<(), Failure> {
+/// Also warns of each purpose routed to a credential some accounts lack.
+async fn warn_undeclared(store: &Store, model: &Model, now: Timestamp) -> Result<(), Failure> {
     for realm in &model.realms {
         let (_, remembered) = realm.clone().with_known_splits(store).await?;
         for cutover in remembered {
@@ -108,6 +109,10 @@ async fn warn_undeclared(store: &Store, model: &Model) -> Result<(), Failure> {
                  its purposes stay in dual read (each member answers with the credential it holds) until it is declared again and completes",
                 realm.policy.realm
             );
+        }
+        let (remembered, _) = realm.clone().with_known_splits(store).await?;
+        for unheld in remembered.unheld_routes(store, now).await? {
+            eprintln!("warning: realm {}: {unheld}", realm.policy.realm);
         }
     }
     Ok(())
@@ -129,7 +134,7 @@ pub async fn plan_cmd(args: FilesArgs) -> Result<u8, Failure> {
         None => false,
     };
     if let (Some(store), true) = (&store, migrated) {
-        warn_undeclared(store, &model).await?;
+        warn_undeclared(store, &model, now).await?;
     }
     println!(
         "{:<28} {:<14} {:<26} {:<10} {:>9} {:>9} {:>9} {:>10}",
@@ -206,7 +211,6 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
             summary.imported, summary.updated, summary.unchanged, summary.kept, summary.failed
         );
     }
-    warn_undeclared(&store, &model).await?;
     let tty = std::io::stderr().is_terminal();
     let mut rows = Vec::new();
     for realm in &model.realms {
@@ -308,5 +312,7 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
             );
         }
     }
+    // What the store holds now that the due cutovers have run.
+    warn_undeclared(&store, &model, now()).await?;
     Ok(EXIT_OK)
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use super::guesses::{Check, GuessLimit};
 use super::model::{CredentialRules, Cutover, CutoverProgress, Policy, Recovery, WindowAction};
 use super::passwords::{Passwords, VerifyOutcome};
-use super::routing::{Route, cutover_creating, route_for, route_through};
+use super::routing::{Route, cutover_creating, effective_routing, route_for, route_through};
 use super::{EngineError, blocklist};
 use crate::hashing::{HashPool, Secret};
 use crate::store::{
@@ -23,6 +23,26 @@ use crate::store::{
 pub struct Realm {
     pub policy: Policy,
     pub cutovers: Vec<(Cutover, CutoverProgress)>,
+}
+
+/// A purpose routed to a credential that `lacking` of the realm's
+/// `accounts` do not hold, and that no cutover creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnheldRoute {
+    pub purpose: String,
+    pub credential: String,
+    pub lacking: i64,
+    pub accounts: i64,
+}
+
+impl std::fmt::Display for UnheldRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "purpose {} is routed to credential {}, which {} of {} accounts lack and no cutover creates: they are denied on it",
+            self.purpose, self.credential, self.lacking, self.accounts
+        )
+    }
 }
 
 /// The credential that governs a purpose for one account at an instant.
@@ -156,6 +176,37 @@ impl Realm {
             self.cutovers.push((cutover, CutoverProgress::Running));
         }
         (self, remembered)
+    }
+
+    /// The purposes routed straight (no cutover before them, none under
+    /// way) to a credential that some accounts of the realm lack, with how
+    /// many lack it: those members are denied on that purpose whatever
+    /// they type. Reads the realm's routing at `now` with its progress.
+    pub async fn unheld_routes(
+        &self,
+        store: &Store,
+        now: Timestamp,
+    ) -> Result<Vec<UnheldRoute>, EngineError> {
+        let realm = self.with_progress(store).await?;
+        let accounts = store.count_accounts(&realm.policy.realm).await?;
+        let mut unheld = Vec::new();
+        for (purpose, route) in effective_routing(&realm.policy, &realm.cutovers, now) {
+            let Route::Direct { credential } = route else {
+                continue;
+            };
+            let held = store
+                .count_credentials(&realm.policy.realm, &credential)
+                .await?;
+            if held < accounts {
+                unheld.push(UnheldRoute {
+                    purpose,
+                    credential,
+                    lacking: accounts - held,
+                    accounts,
+                });
+            }
+        }
+        Ok(unheld)
     }
 
     /// [`Realm::remembering`] the splits the store knows for this realm.
