@@ -226,6 +226,23 @@ async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
         .find(|c| c.name == "login")
         .expect("login count");
     assert_eq!(login.accounts, 12);
+    // These members hold only the login password: the policy says who is
+    // denied where, with the count; the portal and the connection, still
+    // answered by the login password, are not among them.
+    let held = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CredentialsHeld")
+        .expect("CredentialsHeld condition");
+    assert_eq!(held.status, ConditionStatus::False, "{held:?}");
+    assert!(
+        held.message
+            .contains("purpose mail is routed to credential mail, which 12 of 12 accounts lack")
+            && held.message.contains("purpose ftp is routed")
+            && !held.message.contains("support-portal"),
+        "{}",
+        held.message
+    );
     // Before the date, the portal and the connection are answered by the one login password.
     let route = |purpose: &str| {
         status

@@ -1,7 +1,7 @@
 //! Reconciling a CredentialPolicy: validate, compute the effective routing
 //! now, count members per credential, write status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,14 @@ use kube::runtime::controller::Action;
 
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
+use crate::engine::members::unheld_in;
 use crate::engine::model::Policy;
 use crate::engine::model::{CutoverProgress, describe};
+use crate::engine::routing::Route;
 use crate::engine::routing::effective_routing;
 use crate::resources::{
-    ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy, CredentialPolicyStatus,
-    RecoveryStatus, RouteStatus,
+    Condition, ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy,
+    CredentialPolicyStatus, RecoveryStatus, RouteStatus, merge_conditions,
 };
 use crate::store::Store;
 
@@ -44,6 +46,44 @@ pub fn error_policy(_policy: Arc<CredentialPolicy>, error: &Error, ctx: Arc<Cont
 /// controller sees ([`crate::engine::ownership`]); `Err` is the message.
 pub fn owns_realm(ctx: &Context, realm: &str, policy: &str) -> Result<(), String> {
     crate::resources::realm_owner_check(&ctx.policies.state(), realm, policy)
+}
+
+/// The `CredentialsHeld` condition: False, with the count of accounts, for
+/// each purpose routed straight to a credential some accounts lack and no
+/// cutover creates (those members are denied on it), else True.
+fn credentials_held(
+    previous: &[Condition],
+    generation: Option<i64>,
+    routing: &BTreeMap<String, Route>,
+    counts: &[CredentialCount],
+    accounts: i64,
+) -> Vec<Condition> {
+    let held: BTreeMap<String, i64> = counts
+        .iter()
+        .map(|c| (c.name.clone(), c.accounts))
+        .collect();
+    let unheld = unheld_in(routing, &held, accounts);
+    let condition = if unheld.is_empty() {
+        Condition::new(
+            "CredentialsHeld",
+            true,
+            "AllHeld",
+            "every account holds the credential each purpose is routed to",
+        )
+    } else {
+        let message = unheld
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Condition::new("CredentialsHeld", false, "CredentialsLacking", message)
+    };
+    merge_conditions(
+        previous,
+        vec![condition],
+        generation,
+        &jiff::Timestamp::now().to_string(),
+    )
 }
 
 /// Marks `policy` Stalled (not in force) for `reason`, keeping the rest of
@@ -163,22 +203,31 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
         .map(|(purpose, route)| format!("{purpose}→{}", route.answering(false)))
         .collect::<Vec<_>>()
         .join(", ");
+    let mut all_conditions = conditions(
+        &previous.conditions,
+        generation,
+        (
+            true,
+            "InForce",
+            format!(
+                "{accounts} accounts in realm {}; routing {summary}",
+                model.realm
+            ),
+        ),
+        None,
+        None,
+    );
+    all_conditions.extend(credentials_held(
+        &previous.conditions,
+        generation,
+        &routing,
+        &counts,
+        accounts,
+    ));
+    all_conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
     let status = CredentialPolicyStatus {
         observed_generation: generation,
-        conditions: conditions(
-            &previous.conditions,
-            generation,
-            (
-                true,
-                "InForce",
-                format!(
-                    "{accounts} accounts in realm {}; routing {summary}",
-                    model.realm
-                ),
-            ),
-            None,
-            None,
-        ),
+        conditions: all_conditions,
         routing: routing
             .iter()
             .map(|(purpose, route)| RouteStatus {

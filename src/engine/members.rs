@@ -2,7 +2,7 @@
 //! instant: verify a password, change it. The same calls serve the API,
 //! the CLI and the tests, before, during and after a cutover.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -43,6 +43,30 @@ impl std::fmt::Display for UnheldRoute {
             self.purpose, self.credential, self.lacking, self.accounts
         )
     }
+}
+
+/// The purposes of `routing` sent straight to a credential that fewer of
+/// the realm's `accounts` hold (`held`, by credential) than there are.
+pub fn unheld_in(
+    routing: &BTreeMap<String, Route>,
+    held: &BTreeMap<String, i64>,
+    accounts: i64,
+) -> Vec<UnheldRoute> {
+    routing
+        .iter()
+        .filter_map(|(purpose, route)| {
+            let Route::Direct { credential } = route else {
+                return None;
+            };
+            let lacking = accounts - held.get(credential).copied().unwrap_or(0);
+            (lacking > 0).then(|| UnheldRoute {
+                purpose: purpose.clone(),
+                credential: credential.clone(),
+                lacking,
+                accounts,
+            })
+        })
+        .collect()
 }
 
 /// The credential that governs a purpose for one account at an instant.
@@ -189,24 +213,15 @@ impl Realm {
     ) -> Result<Vec<UnheldRoute>, EngineError> {
         let realm = self.with_progress(store).await?;
         let accounts = store.count_accounts(&realm.policy.realm).await?;
-        let mut unheld = Vec::new();
-        for (purpose, route) in effective_routing(&realm.policy, &realm.cutovers, now) {
-            let Route::Direct { credential } = route else {
-                continue;
-            };
-            let held = store
-                .count_credentials(&realm.policy.realm, &credential)
+        let mut held = BTreeMap::new();
+        for credential in realm.policy.purposes.values() {
+            let n = store
+                .count_credentials(&realm.policy.realm, credential)
                 .await?;
-            if held < accounts {
-                unheld.push(UnheldRoute {
-                    purpose,
-                    credential,
-                    lacking: accounts - held,
-                    accounts,
-                });
-            }
+            held.insert(credential.clone(), n);
         }
-        Ok(unheld)
+        let routing = effective_routing(&realm.policy, &realm.cutovers, now);
+        Ok(unheld_in(&routing, &held, accounts))
     }
 
     /// [`Realm::remembering`] the splits the store knows for this realm.
@@ -669,6 +684,31 @@ mod tests {
             at: "2018-04-18T00:00:00+09:00".parse().expect("at"),
             phase,
         }
+    }
+
+    /// Only a purpose routed straight to a credential that accounts lack is
+    /// reported, with how many lack it; one in dual read falls back to its
+    /// source and is not.
+    #[test]
+    fn purposes_routed_to_a_credential_accounts_lack_are_counted() {
+        let now: Timestamp = "2018-04-18T12:00:00+09:00".parse().expect("now");
+        let r = realm(Vec::new());
+        let held = BTreeMap::from([("mail".to_owned(), 6), ("support".to_owned(), 2)]);
+        let routing = effective_routing(&r.policy, &r.cutovers, now);
+        let unheld = unheld_in(&routing, &held, 6);
+        assert_eq!(unheld.len(), 1, "{unheld:?}");
+        assert_eq!(
+            (unheld[0].purpose.as_str(), unheld[0].lacking),
+            ("support-portal", 4)
+        );
+        assert!(
+            unheld[0].to_string().contains("4 of 6 accounts lack"),
+            "{}",
+            unheld[0]
+        );
+        let (dual, _) = r.remembering(&[known("isp/split", CheckpointPhase::Running)]);
+        let routing = effective_routing(&dual.policy, &dual.cutovers, now);
+        assert!(unheld_in(&routing, &held, 6).is_empty());
     }
 
     /// A split the store shows running, with no cutover declaring it,
