@@ -102,7 +102,7 @@ fn phase_name(p: Phase) -> &'static str {
 /// Also warns of each purpose routed to a credential some accounts lack.
 async fn warn_undeclared(store: &Store, model: &Model, now: Timestamp) -> Result<(), Failure> {
     for realm in &model.realms {
-        let (_, remembered) = realm.clone().with_known_splits(store).await?;
+        let (with_known, remembered) = realm.clone().with_known_splits(store).await?;
         for cutover in remembered {
             eprintln!(
                 "warning: cutover {cutover} of realm {} is under way in the store but not declared in these files; \
@@ -110,8 +110,7 @@ async fn warn_undeclared(store: &Store, model: &Model, now: Timestamp) -> Result
                 realm.policy.realm
             );
         }
-        let (remembered, _) = realm.clone().with_known_splits(store).await?;
-        for unheld in remembered.unheld_routes(store, now).await? {
+        for unheld in with_known.unheld_routes(store, now).await? {
             eprintln!("warning: realm {}: {unheld}", realm.policy.realm);
         }
     }
