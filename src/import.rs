@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use crate::engine::cutover::given_by_completed_splits;
 use crate::hashing;
 use crate::store::{ImportOutcome, ImportRow, Store, StoreError};
 use crate::validate;
@@ -83,6 +84,9 @@ pub struct ImportSummary {
     /// Rows that differ from the stored account; the stored values were kept.
     pub kept: u64,
     pub failed: u64,
+    /// Rows given credentials by cutovers completed before the import
+    /// (their targets, copied from the source; a retired source dropped).
+    pub given_by_cutovers: u64,
     /// How long the import left the write lock free between batches.
     pub paused: Duration,
 }
@@ -141,12 +145,22 @@ pub async fn import_file(
         })
     });
 
+    // Members imported after a cutover completed get what it gave everyone.
+    let splits = store.known_splits(realm).await?;
     let mut summary = ImportSummary::default();
     while let Some(batch) = rx.recv().await {
         let mut rows = Vec::with_capacity(batch.len());
         for parsed in batch {
             match parsed {
-                Ok(row) => rows.push(row),
+                Ok(mut row) => {
+                    let (given, dropped) = given_by_completed_splits(&row.credentials, &splits);
+                    if !given.is_empty() || !dropped.is_empty() {
+                        summary.given_by_cutovers += 1;
+                    }
+                    row.credentials.retain(|(n, _)| !dropped.contains(n));
+                    row.given = given;
+                    rows.push(row);
+                }
                 Err(problem) => {
                     summary.failed += 1;
                     note(RowNote::Failed(problem));
@@ -219,6 +233,7 @@ fn check_row(
         login_id: login_id.to_owned(),
         base_email: base_email.to_owned(),
         credentials,
+        given: Vec::new(),
     })
 }
 

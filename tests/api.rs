@@ -1322,7 +1322,42 @@ fn a_cutover_pruned_mid_backfill_keeps_every_member_able_to_log_in() {
     let stderr = plan_stderr(&s);
     assert!(
         stderr.contains(&format!(
-            "warning: cutover {CUTOVER} of realm {REALM} is under way"
+            "warning: realm {REALM}: cutover {CUTOVER} is under way"
+        )),
+        "{stderr}"
+    );
+}
+
+/// A cutover declared (scheduled) and then pruned before `at` leaves no
+/// member denied: the store remembers the split it was declared with, so
+/// `serve` keeps answering both purposes with the login password, and
+/// `plan` says why.
+#[test]
+fn a_cutover_pruned_before_it_started_keeps_the_login_password_answering() {
+    let prune = |manifests: &Path, _: &str| {
+        std::fs::remove_file(manifests.join("cutover.yaml")).expect("prune the cutover");
+    };
+    let s = Serve::start(Options {
+        cutover_at: Some("2099-01-01T00:00:00+09:00"),
+        before_serve: Some(&prune),
+        ..Default::default()
+    });
+    for purpose in [SUPPORT, CONNECTION] {
+        assert_ok(s.verify(TARO, purpose, TARO_LOGIN), false);
+        assert_ok(s.verify(KENJI, purpose, KENJI_LOGIN), false);
+    }
+    assert_denied(s.verify(KENJI, SUPPORT, "kenji-wrong-guess"));
+    let log = s.log();
+    assert!(
+        log.contains("is scheduled in the store")
+            && !log.contains("purpose support-portal is routed")
+            && !log.contains("purpose connection is routed"),
+        "{log}"
+    );
+    let stderr = plan_stderr(&s);
+    assert!(
+        stderr.contains(&format!(
+            "warning: realm {REALM}: cutover default/split-login-2018 is scheduled in the store for 2098-12-31T15:00:00Z"
         )),
         "{stderr}"
     );
@@ -1331,17 +1366,13 @@ fn a_cutover_pruned_mid_backfill_keeps_every_member_able_to_log_in() {
 /// A policy whose routing points at a credential the members lack, and
 /// that no cutover creates, is reported rather than quietly denying them:
 /// the six demo members imported, then the policy applied without its
-/// cutover (synced before it, or the cutover pruned before it started).
+/// cutover (synced before it, and the store has never seen the cutover).
 /// `serve` logs each such purpose at start and `plan` warns, each with the
 /// count of accounts affected.
 #[test]
 fn a_policy_routing_to_a_credential_members_lack_is_reported_with_the_count() {
-    let without_cutover = |manifests: &Path, _: &str| {
-        std::fs::remove_file(manifests.join("cutover.yaml")).expect("drop the cutover");
-    };
     let s = Serve::start(Options {
-        cutover_at: Some("2099-01-01T00:00:00+09:00"),
-        before_serve: Some(&without_cutover),
+        omit_cutover: true,
         ..Default::default()
     });
     let expected = [

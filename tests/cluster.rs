@@ -664,6 +664,7 @@ async fn store_with_many_members(dir: &Path, n: usize) -> String {
             login_id: format!("wk{i:07}"),
             base_email: format!("m{i}@wakwak.example.jp"),
             credentials: vec![("login".into(), "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/".into())],
+            given: Vec::new(),
         })
         .collect();
     for chunk in rows.chunks(500) {

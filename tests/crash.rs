@@ -98,6 +98,7 @@ async fn populate(store: &Store, n: usize, extra: &HashMap<usize, Vec<&str>>) {
             login_id: login_id(i),
             base_email: format!("m{i}@wakwak.example.jp"),
             credentials,
+            given: Vec::new(),
         });
         if rows.len() == 500 || i + 1 == n {
             store

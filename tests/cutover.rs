@@ -110,6 +110,18 @@ async fn verify_login(
 ) -> Option<LoginVerify> {
     // The realm as loaded, progress unknown: a verify reads the cutover's
     // progress in the same snapshot as the hash.
+    verify_in(&wakwak(), store, login_id, purpose, pw, now).await
+}
+
+/// What a verify by login ID answers through `realm` (as a driver built it).
+async fn verify_in(
+    realm: &Realm,
+    store: &Store,
+    login_id: &str,
+    purpose: &str,
+    pw: &str,
+    now: Timestamp,
+) -> Option<LoginVerify> {
     let guesses = FailureKey {
         key: login_id,
         streak: login_id,
@@ -121,7 +133,7 @@ async fn verify_login(
         window: guesses.window,
         account_failures: 100,
     };
-    wakwak()
+    realm
         .verify(
             store,
             &HashPool::default(),
@@ -226,6 +238,7 @@ async fn import_members(store: &Store, n: usize, hash: &str) {
             login_id: format!("wk{i:05}"),
             base_email: format!("m{i}@wakwak.example.jp"),
             credentials: vec![("login".into(), hash.to_owned())],
+            given: Vec::new(),
         })
         .collect();
     for chunk in rows.chunks(1000) {
@@ -836,6 +849,7 @@ async fn concurrent_changes(db: TestStore) {
                 ("login".into(), old_hash.clone()),
                 ("mail".into(), old_hash.clone()),
             ],
+            given: Vec::new(),
         })
         .collect();
     db.store
@@ -1040,4 +1054,246 @@ async fn window_overrun(db: TestStore) {
     .await
     .expect("advance");
     assert!(adv.window_exceeded && adv.batches > 0);
+}
+
+/// Whether `pw` is accepted through `realm`.
+async fn verifies_in(
+    realm: &Realm,
+    store: &Store,
+    login_id: &str,
+    purpose: &str,
+    pw: &str,
+    now: Timestamp,
+) -> bool {
+    matches!(
+        verify_in(realm, store, login_id, purpose, pw, now).await,
+        Some(LoginVerify::Checked(VerifyOutcome::Match { .. }))
+    )
+}
+
+/// The policy alone, as a driver sees it once the cutover object is gone,
+/// with what the store remembers of the split.
+async fn without_the_cutover(
+    store: &Store,
+) -> (Realm, Vec<credshift::engine::members::Remembered>) {
+    Realm {
+        policy: wakwak().policy,
+        cutovers: Vec::new(),
+    }
+    .with_known_splits(store)
+    .await
+    .expect("known splits")
+}
+
+store_test!(
+    routing_follows_what_the_store_remembers_of_a_split_whatever_objects_exist,
+    remembered_splits
+);
+/// Whatever becomes of the cutover object, routing follows what the store
+/// knows of the split: declared (scheduled) and pruned, the login password
+/// answers both purposes; aborted mid-backfill, it answers again for
+/// members copied and not; declared again, the split runs to completion.
+async fn remembered_splits(db: TestStore) {
+    let (a, b) = (
+        member(&db.store, "ab000020").await,
+        member(&db.store, "ab000021").await,
+    );
+    let realm = wakwak();
+    let cutover = &realm.cutovers[0].0;
+    let adv = advance(
+        &db.store,
+        &realm.policy,
+        cutover,
+        before,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("advance");
+    assert_eq!(adv.phase, Phase::Scheduled);
+    let known = db.store.known_splits("wakwak").await.expect("known");
+    assert_eq!(known.len(), 1);
+    assert_eq!(
+        (known[0].phase, known[0].at),
+        (CheckpointPhase::Scheduled, cutover.at)
+    );
+
+    // Pruned before `at`: the login password answers; after `at`, dual read.
+    let (pruned, remembered) = without_the_cutover(&db.store).await;
+    assert_eq!(remembered.len(), 1, "{remembered:?}");
+    for now in [before(), after()] {
+        for purpose in ["support-portal", "connection"] {
+            assert!(verifies_in(&pruned, &db.store, &a.login_id, purpose, OLD_LOGIN, now).await);
+        }
+    }
+
+    // Started, one member copied, then aborted: both answer with login again.
+    let targets = cutover.into.clone();
+    let split = credshift::store::SplitRef {
+        cutover: &cutover.name,
+        realm: "wakwak",
+        source: "login",
+        targets: &targets,
+    };
+    db.store
+        .start_cutover(split, cutover.at, after())
+        .await
+        .expect("start");
+    db.store
+        .backfill_batch(split, 1, after())
+        .await
+        .expect("one batch");
+    let was = credshift::engine::cutover::abort(&db.store, &cutover.name, "ops", after())
+        .await
+        .expect("abort");
+    assert_eq!(was, Some(CheckpointPhase::Running));
+    assert_eq!(
+        credshift::engine::cutover::abort(&db.store, &cutover.name, "ops", after())
+            .await
+            .expect("abort again"),
+        None,
+        "nothing left to abort"
+    );
+    let (aborted, remembered) = without_the_cutover(&db.store).await;
+    assert_eq!(remembered[0].phase, CheckpointPhase::Aborted);
+    let routing =
+        credshift::engine::routing::effective_routing(&aborted.policy, &aborted.cutovers, after());
+    assert_eq!(routing["support-portal"].mode(), "Source");
+    for m in [&a, &b] {
+        for purpose in ["support-portal", "connection", "mail"] {
+            let pw = if purpose == "mail" { MAIL } else { OLD_LOGIN };
+            assert!(
+                verifies_in(&aborted, &db.store, &m.login_id, purpose, pw, after()).await,
+                "{} on {purpose}",
+                m.login_id
+            );
+        }
+    }
+    let trail = db
+        .store
+        .audit_trail("wakwak", &a.login_id)
+        .await
+        .expect("audit");
+    assert!(trail.iter().all(|e| e.action != "cutover.abort"),);
+    // The checkpoint is not a running one any more: a stale runner stops.
+    assert!(db.store.backfill_batch(split, 1, after()).await.is_err());
+
+    // Declared again: it runs from the start, copying what is missing.
+    run_cutover(&db.store, after()).await;
+    let (done, remembered) = without_the_cutover(&db.store).await;
+    assert!(remembered.is_empty(), "completed: routing is direct");
+    for m in [&a, &b] {
+        assert!(
+            verifies_in(
+                &done,
+                &db.store,
+                &m.login_id,
+                "support-portal",
+                OLD_LOGIN,
+                after()
+            )
+            .await
+        );
+        assert!(
+            verifies_in(
+                &done,
+                &db.store,
+                &m.login_id,
+                "connection",
+                OLD_LOGIN,
+                after()
+            )
+            .await
+        );
+    }
+}
+
+store_test!(
+    members_imported_after_the_split_completed_get_both_passwords_from_their_login_password,
+    import_after_completion
+);
+/// "Both passwords are initially the same as the login password": a member
+/// imported after the split completed gets them too, so routing straight to
+/// the targets denies no one; after the source is retired, the import
+/// stores no login password.
+async fn import_after_completion(db: TestStore) {
+    member(&db.store, "ab000030").await;
+    run_cutover(&db.store, after()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let import = |login_id: &'static str, file: &'static str| {
+        let path = dir.path().join(file);
+        let store = db.store.clone();
+        async move {
+            let login = fast_hash(OLD_LOGIN).await;
+            let mail = fast_hash(MAIL).await;
+            std::fs::write(
+                &path,
+                format!("login_id,base_email,login,mail\n{login_id},x@wakwak.example.jp,\"{login}\",\"{mail}\"\n"),
+            )
+            .expect("csv");
+            credshift::import::import_file(
+                &store,
+                "wakwak",
+                &path,
+                credshift::import::Format::Csv,
+                credshift::import::ImportOptions::batches_of(100),
+                after(),
+                |note| panic!("{note:?}"),
+            )
+            .await
+            .expect("import")
+        }
+    };
+    let summary = import("ab000031", "late.csv").await;
+    assert_eq!((summary.imported, summary.given_by_cutovers), (1, 1));
+    let realm = without_the_cutover(&db.store).await.0;
+    for purpose in ["support-portal", "connection"] {
+        assert!(verifies_in(&realm, &db.store, "ab000031", purpose, OLD_LOGIN, after()).await);
+    }
+    assert!(verifies_in(&realm, &db.store, "ab000031", "mail", MAIL, after()).await);
+
+    // Retired: the login password is not stored for a new member.
+    let later = after() + jiff::SignedDuration::from_hours(24 * 31);
+    let realm_with = wakwak();
+    advance(
+        &db.store,
+        &realm_with.policy,
+        &realm_with.cutovers[0].0,
+        || later,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("retire");
+    let summary = import("ab000032", "later.csv").await;
+    assert_eq!((summary.imported, summary.given_by_cutovers), (1, 1));
+    let account = db
+        .store
+        .find_account("wakwak", "ab000032")
+        .await
+        .expect("find")
+        .expect("account");
+    assert!(
+        db.store
+            .credential(account.id, "login")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        db.store
+            .credential(account.id, "support")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        verifies_in(
+            &realm,
+            &db.store,
+            "ab000032",
+            "connection",
+            OLD_LOGIN,
+            later
+        )
+        .await
+    );
 }

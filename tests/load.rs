@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use sqlx::Connection as _;
 use support::http;
+use support::serve::DEMO;
 use support::smtp::SmtpServer;
 use support::tokens::{Tokens, random_bytes, random_hex};
 
@@ -69,16 +70,6 @@ const WINDOW_MS: i64 = 15 * 60 * 1000;
 const MIN_DENIAL: Duration = Duration::from_millis(250);
 /// Wrong guesses the burst attacker sends at once.
 const BURST: usize = 30;
-
-/// The demo members of examples/2018-split and their passwords (its README).
-const DEMO: [(&str, &str); 6] = [
-    ("ab000001", "taro-login-1998"),
-    ("ab000002", "hanako-pass-2001"),
-    ("ab000003", "jiro-secret-77"),
-    ("ab000004", "saburo-ldap-pw"),
-    ("ab000005", "yoko-sunrise-5"),
-    ("ab000006", "kenji-argon-66"),
-];
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split")

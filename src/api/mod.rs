@@ -88,12 +88,12 @@ pub async fn with_known_splits(
     let mut out = Vec::with_capacity(realms.len());
     for realm in realms {
         let (realm, remembered) = realm.with_known_splits(store).await?;
-        for cutover in remembered {
-            let realm = &realm.policy.realm;
+        for split in remembered {
+            let (realm, cutover) = (&realm.policy.realm, &split.cutover);
             if warn {
-                warn!(%realm, %cutover, "a cutover the store shows under way is not declared; its purposes stay in dual read until it is declared again");
+                warn!(%realm, %cutover, "{split}");
             } else {
-                tracing::debug!(%realm, %cutover, "undeclared cutover under way: dual read");
+                tracing::debug!(%realm, %cutover, "{split}");
             }
         }
         if warn {

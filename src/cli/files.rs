@@ -103,12 +103,8 @@ fn phase_name(p: Phase) -> &'static str {
 async fn warn_undeclared(store: &Store, model: &Model, now: Timestamp) -> Result<(), Failure> {
     for realm in &model.realms {
         let (with_known, remembered) = realm.clone().with_known_splits(store).await?;
-        for cutover in remembered {
-            eprintln!(
-                "warning: cutover {cutover} of realm {} is under way in the store but not declared in these files; \
-                 its purposes stay in dual read (each member answers with the credential it holds) until it is declared again and completes",
-                realm.policy.realm
-            );
+        for split in remembered {
+            eprintln!("warning: realm {}: {split}", realm.policy.realm);
         }
         for unheld in with_known.unheld_routes(store, now).await? {
             eprintln!("warning: realm {}: {unheld}", realm.policy.realm);

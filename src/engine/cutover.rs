@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use super::EngineError;
 use super::model::{Cutover, Policy, WindowAction};
-use crate::store::{Checkpoint, CheckpointPhase, SplitRef, Store};
+use crate::store::{Checkpoint, CheckpointPhase, KnownSplit, SplitRef, Store};
 
 /// Where a cutover stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +166,8 @@ pub async fn advance(
     out.phase = phase_of(cutover, out.checkpoint.as_ref(), t);
     match out.phase {
         Phase::Scheduled => {
+            // Remembered from now on, whatever becomes of the object.
+            store.declare_split(split, cutover.at, t).await?;
             out.wait = Some(until(t, cutover.at));
             return Ok(out);
         }
@@ -194,6 +196,10 @@ pub async fn advance(
     if out.phase == Phase::Suspended
         || (out.window_exceeded && cutover.on_window_exceeded == WindowAction::Suspend)
     {
+        if out.checkpoint.is_none() {
+            // Suspended before it started: dual read is on, nothing copied.
+            store.declare_split(split, cutover.at, t).await?;
+        }
         out.phase = Phase::Suspended;
         return Ok(out);
     }
@@ -245,4 +251,210 @@ pub async fn advance(
         out.checkpoint = store.checkpoint(&cutover.name).await?;
     }
     Ok(out)
+}
+
+/// Stops a cutover that has not completed (ops asked for it, for example
+/// when deleting it): its purposes are answered by the source again, for
+/// every driver, until a cutover of that name is declared again. Targets
+/// already copied or changed stay in the store, unused. `actor` is audited.
+/// Returns the phase it was aborted in; `None` when there was nothing to
+/// abort.
+pub async fn abort(
+    store: &Store,
+    cutover: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Option<CheckpointPhase>, EngineError> {
+    Ok(store.abort_split(cutover, actor, now).await?)
+}
+
+/// What ops chose for a cutover being removed before it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalChoice {
+    /// Stop it: its purposes are answered by the source again ([`abort`]).
+    Abort,
+    /// Completed: keep the source credential instead of retiring it.
+    KeepSource,
+}
+
+impl RemovalChoice {
+    pub const NAMES: &'static str = "Abort or KeepSource";
+
+    pub fn parse(s: &str) -> Option<RemovalChoice> {
+        match s {
+            "Abort" => Some(RemovalChoice::Abort),
+            "KeepSource" => Some(RemovalChoice::KeepSource),
+            _ => None,
+        }
+    }
+}
+
+/// Why the removal of a cutover waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// It has not completed: removing it would end dual read (or, before
+    /// `at`, the source's answers) with members not yet copied.
+    Completion,
+    /// It completed and its source is not retired yet: removing it would
+    /// forget the retirement.
+    Retirement,
+    /// The choice given does not apply to where the cutover stands.
+    ChoiceDoesNotApply(RemovalChoice),
+}
+
+/// What removing a cutover does, from what the store knows of it
+/// (`phase`, `None` when it was never declared) and what ops chose. Pure:
+/// the controller's finalizer carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Nothing left to protect (never declared, retired, aborted).
+    Release,
+    /// Abort it, then let it go.
+    Abort,
+    /// Record that the source is kept, then let it go.
+    KeepSource,
+    /// Hold the removal and keep driving the cutover.
+    Hold(Wait),
+}
+
+pub fn removal(phase: Option<CheckpointPhase>, choice: Option<RemovalChoice>) -> Removal {
+    use CheckpointPhase as P;
+    match (phase, choice) {
+        (None | Some(P::Retired | P::Aborted), _) => Removal::Release,
+        (Some(P::Scheduled | P::Running), Some(RemovalChoice::Abort)) => Removal::Abort,
+        (Some(P::Scheduled | P::Running), None) => Removal::Hold(Wait::Completion),
+        (Some(P::Completed), Some(RemovalChoice::KeepSource)) => Removal::KeepSource,
+        (Some(P::Completed), None) => Removal::Hold(Wait::Retirement),
+        (Some(_), Some(choice)) => Removal::Hold(Wait::ChoiceDoesNotApply(choice)),
+    }
+}
+
+/// What a member imported now is given by the splits the store completed
+/// before the import, as their backfill gave every member then: each target
+/// the row lacks, as a copy of the source; and, where the source was
+/// retired, no source. Returns the credentials given and the sources to
+/// drop from the row. Splits are applied in the order given (the store's:
+/// by `at`), so a chain of splits gives what the last one left.
+pub fn given_by_completed_splits(
+    credentials: &[(String, String)],
+    splits: &[KnownSplit],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut held: Vec<(String, String)> = credentials.to_vec();
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for split in splits {
+        if !matches!(
+            split.phase,
+            CheckpointPhase::Completed | CheckpointPhase::Retired
+        ) {
+            continue;
+        }
+        let Some(hash) = held
+            .iter()
+            .find(|(n, _)| *n == split.source)
+            .map(|(_, h)| h.clone())
+        else {
+            continue;
+        };
+        for target in &split.targets {
+            if !held.iter().any(|(n, _)| n == target) {
+                held.push((target.clone(), hash.clone()));
+                given.push((target.clone(), hash.clone()));
+            }
+        }
+        if split.phase == CheckpointPhase::Retired {
+            held.retain(|(n, _)| *n != split.source);
+            given.retain(|(n, _)| *n != split.source);
+            if credentials.iter().any(|(n, _)| *n == split.source) {
+                dropped.push(split.source.clone());
+            }
+        }
+    }
+    (given, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CheckpointPhase as P;
+
+    /// A cutover that has not completed is never let go silently: only an
+    /// explicit abort ends it early. A completed one waits for its source's
+    /// retirement unless ops keep the source. Nothing else is held.
+    #[test]
+    fn removal_waits_for_completion_and_retirement_unless_ops_choose() {
+        for phase in [P::Scheduled, P::Running] {
+            assert_eq!(removal(Some(phase), None), Removal::Hold(Wait::Completion));
+            assert_eq!(
+                removal(Some(phase), Some(RemovalChoice::Abort)),
+                Removal::Abort
+            );
+            assert_eq!(
+                removal(Some(phase), Some(RemovalChoice::KeepSource)),
+                Removal::Hold(Wait::ChoiceDoesNotApply(RemovalChoice::KeepSource))
+            );
+        }
+        assert_eq!(
+            removal(Some(P::Completed), None),
+            Removal::Hold(Wait::Retirement)
+        );
+        assert_eq!(
+            removal(Some(P::Completed), Some(RemovalChoice::KeepSource)),
+            Removal::KeepSource
+        );
+        assert_eq!(
+            removal(Some(P::Completed), Some(RemovalChoice::Abort)),
+            Removal::Hold(Wait::ChoiceDoesNotApply(RemovalChoice::Abort))
+        );
+        for phase in [None, Some(P::Retired), Some(P::Aborted)] {
+            for choice in [None, Some(RemovalChoice::Abort)] {
+                assert_eq!(removal(phase, choice), Removal::Release);
+            }
+        }
+        assert_eq!(RemovalChoice::parse("Abort"), Some(RemovalChoice::Abort));
+        assert_eq!(RemovalChoice::parse("abort"), None);
+    }
+
+    fn split(phase: CheckpointPhase) -> KnownSplit {
+        KnownSplit {
+            cutover: "isp/split".into(),
+            source: "login".into(),
+            targets: vec!["support".into(), "connection".into()],
+            at: "2018-04-18T00:00:00+09:00".parse().expect("at"),
+            phase,
+        }
+    }
+
+    fn cred(name: &str, hash: &str) -> (String, String) {
+        (name.to_owned(), hash.to_owned())
+    }
+
+    /// A member imported after the split completed gets the member support
+    /// and connection passwords, "both starting as the login password";
+    /// after the source was retired, no login password; before completion
+    /// nothing (the backfill reaches the new account itself).
+    #[test]
+    fn members_imported_after_completion_get_the_targets_the_backfill_gave() {
+        let row = [cred("login", "L"), cred("mail", "M")];
+        let (given, dropped) = given_by_completed_splits(&row, &[split(P::Completed)]);
+        assert_eq!(given, [cred("support", "L"), cred("connection", "L")]);
+        assert!(dropped.is_empty());
+        let (given, dropped) = given_by_completed_splits(&row, &[split(P::Retired)]);
+        assert_eq!(given, [cred("support", "L"), cred("connection", "L")]);
+        assert_eq!(dropped, ["login"]);
+        for phase in [P::Scheduled, P::Running, P::Aborted] {
+            assert_eq!(
+                given_by_completed_splits(&row, &[split(phase)]),
+                (Vec::new(), Vec::new())
+            );
+        }
+        // A target in the file is the member's own: kept, not replaced.
+        let row = [cred("login", "L"), cred("support", "S")];
+        let (given, _) = given_by_completed_splits(&row, &[split(P::Completed)]);
+        assert_eq!(given, [cred("connection", "L")]);
+        // Without the source, nothing to copy.
+        let (given, dropped) =
+            given_by_completed_splits(&[cred("mail", "M")], &[split(P::Retired)]);
+        assert!(given.is_empty() && dropped.is_empty());
+    }
 }

@@ -69,6 +69,37 @@ pub fn unheld_in(
         .collect()
 }
 
+/// A split the store knows that no cutover object declares, and how
+/// routing treats it ([`Realm::remembering`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub cutover: String,
+    pub phase: CheckpointPhase,
+    pub source: String,
+    pub at: Timestamp,
+}
+
+impl std::fmt::Display for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (c, source) = (&self.cutover, &self.source);
+        match self.phase {
+            CheckpointPhase::Scheduled => write!(
+                f,
+                "cutover {c} is scheduled in the store for {} but not declared; its purposes are answered by {source} until then, and in dual read after",
+                self.at
+            ),
+            CheckpointPhase::Aborted => write!(
+                f,
+                "cutover {c} was aborted; its purposes are answered by {source} until a cutover creates their credentials again"
+            ),
+            _ => write!(
+                f,
+                "cutover {c} is under way in the store but not declared; its purposes stay in dual read (each member answers with the credential it holds) until it is declared again and completes"
+            ),
+        }
+    }
+}
+
 /// The credential that governs a purpose for one account at an instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -168,26 +199,36 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Realm {
-    /// The same realm with the splits the store knows are under way whose
-    /// cutover is not among this realm's (deleted or pruned mid-backfill,
-    /// or not applied yet): each is routed as the running cutover it was,
-    /// in dual read (an account answers with the target where it has it,
-    /// else with the source), so no member is sent to a credential it does
-    /// not hold. Nothing drives them: they are suspended, and only routing
-    /// reads them. Also returns their names, for a warning.
-    pub fn remembering(mut self, known: &[KnownSplit]) -> (Realm, Vec<String>) {
+    /// The same realm with the splits the store knows and no cutover of
+    /// this realm declares (deleted or pruned, or declared elsewhere): each
+    /// is routed as what it was, so no member is sent to a credential it
+    /// does not hold. A running one stays in dual read (an account answers
+    /// with the target where it has it, else with the source); a scheduled
+    /// one answers with the source until its `at`, then in dual read; an
+    /// aborted one answers with the source. Nothing drives them: they are
+    /// suspended, and only routing reads them. Also returns them, for a
+    /// warning. Completed ones are left out: every account holds their
+    /// targets.
+    pub fn remembering(mut self, known: &[KnownSplit]) -> (Realm, Vec<Remembered>) {
         let mut remembered = Vec::new();
         for split in known {
             let present = self.cutovers.iter().any(|(c, _)| {
                 c.name == split.cutover || c.into.iter().any(|t| split.targets.contains(t))
             });
-            if present || split.phase != CheckpointPhase::Running {
+            let (at, progress) = match split.phase {
+                CheckpointPhase::Running => (split.at, CutoverProgress::Running),
+                CheckpointPhase::Scheduled => (split.at, CutoverProgress::NotStarted),
+                // Never reached: the source answers for good.
+                CheckpointPhase::Aborted => (Timestamp::MAX, CutoverProgress::NotStarted),
+                CheckpointPhase::Completed | CheckpointPhase::Retired => continue,
+            };
+            if present {
                 continue;
             }
             let cutover = Cutover {
                 name: split.cutover.clone(),
                 policy: self.policy.name.clone(),
-                at: split.at,
+                at,
                 window: std::time::Duration::ZERO,
                 on_window_exceeded: WindowAction::Suspend,
                 from: split.source.clone(),
@@ -196,8 +237,13 @@ impl Realm {
                 suspend: true,
                 retain_source: std::time::Duration::MAX,
             };
-            remembered.push(split.cutover.clone());
-            self.cutovers.push((cutover, CutoverProgress::Running));
+            remembered.push(Remembered {
+                cutover: split.cutover.clone(),
+                phase: split.phase,
+                source: split.source.clone(),
+                at: split.at,
+            });
+            self.cutovers.push((cutover, progress));
         }
         (self, remembered)
     }
@@ -228,7 +274,7 @@ impl Realm {
     pub async fn with_known_splits(
         self,
         store: &Store,
-    ) -> Result<(Realm, Vec<String>), EngineError> {
+    ) -> Result<(Realm, Vec<Remembered>), EngineError> {
         let known = store.known_splits(&self.policy.realm).await?;
         Ok(self.remembering(&known))
     }
@@ -719,7 +765,9 @@ mod tests {
         let now: Timestamp = "2018-04-18T12:00:00+09:00".parse().expect("now");
         let (r, remembered) =
             realm(Vec::new()).remembering(&[known("isp/split", CheckpointPhase::Running)]);
-        assert_eq!(remembered, ["isp/split"]);
+        assert_eq!(remembered.len(), 1);
+        assert_eq!(remembered[0].cutover, "isp/split");
+        assert!(remembered[0].to_string().contains("dual read"));
         let routing = effective_routing(&r.policy, &r.cutovers, now);
         assert_eq!(routing["support-portal"].mode(), "DualRead");
         assert_eq!(routing["support-portal"].answering(false), "login");
@@ -742,5 +790,35 @@ mod tests {
             .remembering(&[known("isp/split", CheckpointPhase::Running)]);
         assert!(remembered.is_empty(), "declared: not added twice");
         assert_eq!(again.cutovers.len(), 1);
+    }
+
+    /// A split the store shows scheduled answers with its source until its
+    /// `at` and in dual read after; an aborted one answers with its source
+    /// for good. Either way no member is sent to a target it lacks.
+    #[test]
+    fn a_scheduled_or_aborted_split_without_its_cutover_answers_with_the_source() {
+        let before: Timestamp = "2018-04-17T12:00:00+09:00".parse().expect("before");
+        let after: Timestamp = "2018-04-18T12:00:00+09:00".parse().expect("after");
+        let (r, remembered) =
+            realm(Vec::new()).remembering(&[known("isp/split", CheckpointPhase::Scheduled)]);
+        assert!(remembered[0].to_string().contains("scheduled in the store"));
+        let routing = effective_routing(&r.policy, &r.cutovers, before);
+        assert_eq!(routing["support-portal"].mode(), "Source");
+        let routing = effective_routing(&r.policy, &r.cutovers, after);
+        assert_eq!(routing["support-portal"].mode(), "DualRead");
+
+        let (r, remembered) =
+            realm(Vec::new()).remembering(&[known("isp/split", CheckpointPhase::Aborted)]);
+        assert!(remembered[0].to_string().contains("was aborted"));
+        for now in [
+            before,
+            after,
+            "2030-01-01T00:00:00Z".parse().expect("later"),
+        ] {
+            let routing = effective_routing(&r.policy, &r.cutovers, now);
+            assert_eq!(routing["support-portal"].mode(), "Source");
+            assert_eq!(routing["support-portal"].answering(true), "login");
+            assert_eq!(routing["mail"].mode(), "Direct");
+        }
     }
 }

@@ -111,7 +111,9 @@ impl From<Option<crate::store::CheckpointPhase>> for CutoverProgress {
     fn from(phase: Option<crate::store::CheckpointPhase>) -> CutoverProgress {
         use crate::store::CheckpointPhase;
         match phase {
-            None => CutoverProgress::NotStarted,
+            None | Some(CheckpointPhase::Scheduled | CheckpointPhase::Aborted) => {
+                CutoverProgress::NotStarted
+            }
             Some(CheckpointPhase::Running) => CutoverProgress::Running,
             Some(CheckpointPhase::Completed | CheckpointPhase::Retired) => {
                 CutoverProgress::Completed

@@ -33,6 +33,12 @@ impl AuditEntry {
         }
     }
 
+    /// An entry about a whole realm (a cutover's steps).
+    pub fn realm(mut self, realm: &str) -> AuditEntry {
+        self.realm = Some(realm.to_owned());
+        self
+    }
+
     pub fn account(mut self, realm: &str, login_id: &str) -> AuditEntry {
         self.realm = Some(realm.to_owned());
         self.login_id = Some(login_id.to_owned());

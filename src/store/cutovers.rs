@@ -8,9 +8,35 @@ use super::{AuditEntry, Store, StoreError, audit, millis, timestamp};
 /// How far a cutover has got, from its durable checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointPhase {
+    /// Declared and valid, `at` not reached: nothing copied yet.
+    Scheduled,
     Running,
     Completed,
     Retired,
+    /// Stopped on purpose before it completed: its purposes are answered by
+    /// the source again; targets already copied stay in the store.
+    Aborted,
+}
+
+impl CheckpointPhase {
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointPhase::Scheduled => "scheduled",
+            CheckpointPhase::Running => "running",
+            CheckpointPhase::Completed => "completed",
+            CheckpointPhase::Retired => "retired",
+            CheckpointPhase::Aborted => "aborted",
+        }
+    }
+
+    /// The backfill has started (a [`Checkpoint`] exists).
+    pub fn started(self) -> bool {
+        matches!(
+            self,
+            CheckpointPhase::Running | CheckpointPhase::Completed | CheckpointPhase::Retired
+        )
+    }
 }
 
 /// A split the store started: what a cutover did, remembered whatever
@@ -49,17 +75,14 @@ impl Store {
             .collect()
     }
 
-    /// The checkpoint phase of a cutover, `None` when it never started.
+    /// What the store knows of a cutover: its phase, `None` when it was
+    /// never declared.
     pub async fn checkpoint_phase(
         &self,
         cutover: &str,
     ) -> Result<Option<CheckpointPhase>, StoreError> {
-        let phase: Option<String> =
-            sqlx::query_scalar("SELECT phase FROM cutover_checkpoints WHERE cutover = $1")
-                .bind(cutover)
-                .fetch_optional(&self.pool)
-                .await?;
-        phase.as_deref().map(parse_phase).transpose()
+        let mut conn = self.pool.acquire().await?;
+        stored_phase(&mut conn, cutover).await
     }
 
     /// Accounts in the realm holding `source` that already hold every one of
@@ -155,7 +178,9 @@ type CheckpointRow = (
 
 pub(super) fn parse_phase(p: &str) -> Result<CheckpointPhase, StoreError> {
     match p {
+        "scheduled" => Ok(CheckpointPhase::Scheduled),
         "running" => Ok(CheckpointPhase::Running),
+        "aborted" => Ok(CheckpointPhase::Aborted),
         "completed" => Ok(CheckpointPhase::Completed),
         "retired" => Ok(CheckpointPhase::Retired),
         other => Err(StoreError::Corrupt {
@@ -163,6 +188,18 @@ pub(super) fn parse_phase(p: &str) -> Result<CheckpointPhase, StoreError> {
             reason: format!("unknown phase {other:?}"),
         }),
     }
+}
+
+async fn stored_phase(
+    conn: &mut sqlx::AnyConnection,
+    cutover: &str,
+) -> Result<Option<CheckpointPhase>, StoreError> {
+    let phase: Option<String> =
+        sqlx::query_scalar("SELECT phase FROM cutover_checkpoints WHERE cutover = $1")
+            .bind(cutover)
+            .fetch_optional(&mut *conn)
+            .await?;
+    phase.as_deref().map(parse_phase).transpose()
 }
 
 impl TryFrom<CheckpointRow> for Checkpoint {
@@ -184,9 +221,12 @@ impl TryFrom<CheckpointRow> for Checkpoint {
 }
 
 const CHECKPOINT_SELECT: &str = "SELECT cutover, phase, cursor, done, total, started_at, updated_at, \
-     completed_at, retired_at FROM cutover_checkpoints WHERE cutover = $1";
+     completed_at, retired_at FROM cutover_checkpoints \
+     WHERE cutover = $1 AND phase IN ('running', 'completed', 'retired')";
 
 impl Store {
+    /// The checkpoint of a cutover that has started (a declared or aborted
+    /// one has none).
     pub async fn checkpoint(&self, cutover: &str) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query_as::<_, CheckpointRow>(CHECKPOINT_SELECT)
             .bind(cutover)
@@ -195,8 +235,134 @@ impl Store {
         row.map(Checkpoint::try_from).transpose()
     }
 
+    /// Remembers a valid cutover before it starts, so that routing knows the
+    /// split whatever becomes of the object. Idempotent: a later call
+    /// follows edits of `at`, source and targets until the cutover starts,
+    /// and declaring an aborted cutover again revives it (it will copy
+    /// whatever is missing). Returns whether it was new or revived.
+    pub async fn declare_split(
+        &self,
+        split: SplitRef<'_>,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Each statement takes the same six parameters.
+        let (sql, action) = match stored_phase(&mut tx, split.cutover).await? {
+            None => (
+                "INSERT INTO cutover_checkpoints (cutover, realm, source, targets, at, phase, cursor, \
+                 done, total, started_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'scheduled', NULL, 0, 0, $6, $6) \
+                 ON CONFLICT (cutover) DO NOTHING",
+                Some("cutover.declare"),
+            ),
+            Some(CheckpointPhase::Scheduled) => (
+                "UPDATE cutover_checkpoints SET realm = $2, source = $3, targets = $4, at = $5, \
+                 updated_at = $6 WHERE cutover = $1 \
+                 AND (realm <> $2 OR source <> $3 OR targets <> $4 OR at <> $5)",
+                None,
+            ),
+            Some(CheckpointPhase::Aborted) => (
+                "UPDATE cutover_checkpoints SET realm = $2, source = $3, targets = $4, at = $5, \
+                 phase = 'scheduled', cursor = NULL, done = 0, total = 0, started_at = $6, \
+                 updated_at = $6, completed_at = NULL WHERE cutover = $1",
+                Some("cutover.redeclare"),
+            ),
+            // Started: its checkpoint is what counts.
+            Some(_) => return Ok(false),
+        };
+        sqlx::query(sql)
+            .bind(split.cutover)
+            .bind(split.realm)
+            .bind(split.source)
+            .bind(split.targets.join(","))
+            .bind(millis(at))
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(action) = action {
+            let entry = AuditEntry::new(now, "cutover", action).detail(format!(
+                "{}: {} -> {} at {at}",
+                split.cutover,
+                split.source,
+                split.targets.join(", ")
+            ));
+            audit::append(&mut tx, &entry.realm(split.realm)).await?;
+        }
+        tx.commit().await?;
+        Ok(action.is_some())
+    }
+
+    /// Aborts a cutover that has not completed: from now on its purposes are
+    /// answered by the source again, whatever objects exist, until it is
+    /// declared again. Audited with `actor`. Returns the phase it was
+    /// aborted in, `None` when there was nothing to abort (never declared,
+    /// already completed or aborted).
+    pub async fn abort_split(
+        &self,
+        cutover: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Option<CheckpointPhase>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, String, String, String)> = sqlx::query_as(
+            "SELECT realm, source, targets, phase FROM cutover_checkpoints WHERE cutover = $1",
+        )
+        .bind(cutover)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((realm, source, targets, phase)) = row else {
+            return Ok(None);
+        };
+        let phase = parse_phase(&phase)?;
+        if !matches!(phase, CheckpointPhase::Scheduled | CheckpointPhase::Running) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE cutover_checkpoints SET phase = 'aborted', updated_at = $2 WHERE cutover = $1",
+        )
+        .bind(cutover)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        let entry = AuditEntry::new(now, actor, "cutover.abort").detail(format!(
+            "{cutover}: {source} -> {targets} aborted while {}; {source} answers again",
+            phase.name()
+        ));
+        audit::append(&mut tx, &entry.realm(&realm)).await?;
+        tx.commit().await?;
+        Ok(Some(phase))
+    }
+
+    /// Records that ops chose to keep a completed cutover's source
+    /// credential: nothing retires it any more. Audited with `actor`.
+    pub async fn keep_source(
+        &self,
+        cutover: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT realm, source FROM cutover_checkpoints WHERE cutover = $1 AND phase = 'completed'",
+        )
+        .bind(cutover)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((realm, source)) = row else {
+            return Ok(false);
+        };
+        let entry = AuditEntry::new(now, actor, "cutover.keep_source")
+            .credential(&source)
+            .detail(format!("{cutover}: retirement of {source} abandoned"));
+        audit::append(&mut tx, &entry.realm(&realm)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Starts a cutover once: writes its checkpoint with the accounts in
-    /// scope, unless one exists (a restart resumes from it).
+    /// scope, unless one exists (a restart resumes from it). A declared or
+    /// aborted cutover's row becomes the running checkpoint.
     pub async fn start_cutover(
         &self,
         split: SplitRef<'_>,
@@ -215,7 +381,9 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO cutover_checkpoints (cutover, realm, source, targets, at, phase, cursor, done, total, \
              started_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'running', NULL, 0, $6, $7, $7) \
-             ON CONFLICT (cutover) DO NOTHING",
+             ON CONFLICT (cutover) DO UPDATE SET realm = $2, source = $3, targets = $4, at = $5, \
+             phase = 'running', cursor = NULL, done = 0, total = $6, started_at = $7, updated_at = $7, \
+             completed_at = NULL WHERE cutover_checkpoints.phase IN ('scheduled', 'aborted')",
         )
         .bind(split.cutover)
         .bind(split.realm)
@@ -234,14 +402,7 @@ impl Store {
                 split.source,
                 split.targets.join(", ")
             ));
-            audit::append(
-                &mut tx,
-                &AuditEntry {
-                    realm: Some(split.realm.to_owned()),
-                    ..entry
-                },
-            )
-            .await?;
+            audit::append(&mut tx, &entry.realm(split.realm)).await?;
         }
         tx.commit().await?;
         self.checkpoint(split.cutover)
@@ -281,7 +442,14 @@ impl Store {
                 what: format!("checkpoint of {}", split.cutover),
             });
         };
-        if parse_phase(&phase)? != CheckpointPhase::Running {
+        let phase = parse_phase(&phase)?;
+        if !phase.started() {
+            // Aborted between two batches (by another driver): stop here.
+            return Err(StoreError::Conflict {
+                what: format!("cutover {} ({})", split.cutover, phase.name()),
+            });
+        }
+        if phase != CheckpointPhase::Running {
             return Ok(BatchResult {
                 accounts: 0,
                 copied: 0,
@@ -301,14 +469,7 @@ impl Store {
             .await?;
             let entry = AuditEntry::new(now, "cutover", "cutover.complete")
                 .detail(split.cutover.to_owned());
-            audit::append(
-                &mut tx,
-                &AuditEntry {
-                    realm: Some(split.realm.to_owned()),
-                    ..entry
-                },
-            )
-            .await?;
+            audit::append(&mut tx, &entry.realm(split.realm)).await?;
             tx.commit().await?;
             return Ok(BatchResult {
                 accounts: 0,
@@ -342,12 +503,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let phase: Option<String> =
-            sqlx::query_scalar("SELECT phase FROM cutover_checkpoints WHERE cutover = $1")
-                .bind(split.cutover)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if phase.as_deref() != Some("completed") {
+        if stored_phase(&mut tx, split.cutover).await? != Some(CheckpointPhase::Completed) {
             return Ok(0);
         }
         let removed = sqlx::query(
@@ -369,14 +525,7 @@ impl Store {
                 "{}: {removed} source credentials removed",
                 split.cutover
             ));
-        audit::append(
-            &mut tx,
-            &AuditEntry {
-                realm: Some(split.realm.to_owned()),
-                ..entry
-            },
-        )
-        .await?;
+        audit::append(&mut tx, &entry.realm(split.realm)).await?;
         tx.commit().await?;
         Ok(removed)
     }

@@ -20,6 +20,11 @@ pub struct ImportRow {
     pub base_email: String,
     /// (credential name, existing hash).
     pub credentials: Vec<(String, String)>,
+    /// Credentials a cutover completed before this import gives the member
+    /// (copies of its source, as the backfill made them): added where
+    /// missing, never compared with what is stored (a member may have
+    /// changed them since).
+    pub given: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ImportRow {
@@ -29,6 +34,14 @@ impl fmt::Debug for ImportRow {
             .field("line", &self.line)
             .field("login_id", &self.login_id)
             .field("credentials", &names)
+            .field(
+                "given",
+                &self
+                    .given
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +196,14 @@ impl Store {
                     Some(_) => differences.push(format!(
                         "credential {name:?} differs from the stored hash; kept the stored one"
                     )),
+                }
+            }
+            for (name, hash) in &r.given {
+                if !stored.contains_key(&(*id, name.clone()))
+                    && !r.credentials.iter().any(|(n, _)| n == name)
+                {
+                    inserts.push((*id, name, hash));
+                    added.push(name.clone());
                 }
             }
             outcomes.push(match (existed, differences.is_empty(), added.is_empty()) {
