@@ -6,13 +6,14 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use credshift::resources::{ConditionStatus, CredentialCutover, CredentialPolicy};
+use credshift::resources::{ConditionStatus, CredentialCutover, CredentialPolicy, CutoverPhase};
 use credshift::store::{CredentialWrite, Expected, Store, WriteKind};
 use kube::api::Api;
 
 use support::cluster::{apply, example, future_cutover, wait_for};
 use support::controller;
 use support::kube::{admin_client, install_crds, kubectl_ok, kubectl_stdin, namespace};
+use support::serve::DEMO;
 
 /// A store with `n` members holding the old login password.
 async fn store_with_members(dir: &Path, n: usize) -> (Store, String) {
@@ -268,10 +269,7 @@ async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
         "split-login",
         Duration::from_secs(30),
         "cutover Scheduled",
-        |c| {
-            c.status.as_ref().and_then(|s| s.phase)
-                == Some(credshift::resources::CutoverPhase::Scheduled)
-        },
+        |c| in_phase(c, CutoverPhase::Scheduled),
     )
     .await;
     let status = c.status.expect("status");
@@ -399,8 +397,7 @@ async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() 
         Duration::from_secs(30),
         "cutover Scheduled after the fix",
         |c| {
-            c.status.as_ref().and_then(|s| s.phase)
-                == Some(credshift::resources::CutoverPhase::Scheduled)
+            in_phase(c, CutoverPhase::Scheduled)
                 && cutover_condition(c, "Stalled").is_some_and(|(s, _)| s == ConditionStatus::False)
         },
     )
@@ -753,30 +750,12 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
     );
 
     // Events are written by the controller as it goes; allow them a moment.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let events = support::kube::kubectl_ok(&[
-            "get",
-            "events",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        let missing: Vec<&str> = ["CutoverScheduled", "CutoverStarted", "CutoverCompleted"]
-            .into_iter()
-            .filter(|r| !events.contains(r))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Events {missing:?} missing from: {events}\n{}",
-            ctl.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_for_events(
+        &ns,
+        &["CutoverScheduled", "CutoverStarted", "CutoverCompleted"],
+        &ctl,
+    )
+    .await;
     let policies: Api<CredentialPolicy> = Api::namespaced(client, &ns);
     let p = wait_for(
         &policies,
@@ -1076,10 +1055,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
         "split-login-2018",
         Duration::from_secs(60),
         "the 2018 cutover completed",
-        |c| {
-            c.status.as_ref().and_then(|s| s.phase)
-                == Some(credshift::resources::CutoverPhase::Completed)
-        },
+        |c| in_phase(c, CutoverPhase::Completed),
     )
     .await;
 
@@ -1312,10 +1288,7 @@ async fn killing_the_leader_mid_cutover_loses_and_repeats_nothing() {
         // 2-core machine; it hit 120 s once while other suites ran.
         Duration::from_secs(300),
         "completed by the standby",
-        |c| {
-            c.status.as_ref().and_then(|s| s.phase)
-                == Some(credshift::resources::CutoverPhase::Completed)
-        },
+        |c| in_phase(c, CutoverPhase::Completed),
     )
     .await;
     assert_eq!(lease_holder(&ns), standby_name);
@@ -1346,3 +1319,533 @@ async fn killing_the_leader_mid_cutover_loses_and_repeats_nothing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Deleting, pruning or reordering resources never locks a member out
+
+/// md5-crypt of "password": cheap filler members for a long backfill.
+const FILLER_HASH: &str = "$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/";
+
+/// A CSV of `fillers` members first (login only), then the demo members
+/// with login, mail and ftp (ftp = mail).
+fn members_csv(fillers: usize) -> String {
+    let example = example("members.csv");
+    let mut out = String::from("login_id,base_email,login,mail,ftp\n");
+    for i in 0..fillers {
+        out.push_str(&format!(
+            "wk{i:06},wk{i:06}@wakwak.example.jp,{FILLER_HASH},,\n"
+        ));
+    }
+    for line in example.lines().skip(1) {
+        let mail = line.rsplit(',').next().expect("mail column");
+        out.push_str(&format!("{line},{mail}\n"));
+    }
+    out
+}
+
+/// `credshift accounts import` of `csv` into the realm, by the real binary;
+/// its stderr.
+fn import_members(url: &str, dir: &Path, file: &str, csv: &str) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, csv).expect("members file");
+    let out = std::process::Command::new(support::credshift_bin())
+        .args(["accounts", "import", "--realm", "wakwak", "--store", url])
+        .arg(&path)
+        .output()
+        .expect("credshift accounts import");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "import failed: {stderr}");
+    stderr
+}
+
+/// A fresh store of `kind` ("sqlite" or "postgres") with the members of
+/// [`members_csv`]; its URL.
+async fn store_of(kind: &str, dir: &Path, fillers: usize) -> String {
+    let url = match kind {
+        "postgres" => support::postgres::server().fresh_database().await,
+        _ => format!("sqlite://{}", dir.join("credshift.db").display()),
+    };
+    Store::open(&url).await.expect("store").close().await;
+    import_members(&url, dir, "members.csv", &members_csv(fillers));
+    url
+}
+
+/// The answers that were not a match, of verifying each (login ID,
+/// purpose, password) through the realms `serve --from-cluster` builds
+/// from the objects that exist now and what the store remembers.
+async fn denials(
+    client: &kube::Client,
+    ns: &str,
+    url: &str,
+    checks: &[(&str, &str, String)],
+) -> Vec<String> {
+    use credshift::engine::guesses::GuessLimit;
+    use credshift::engine::members::LoginVerify;
+    use credshift::hashing::{HashPool, Secret};
+    let store = Store::open(url).await.expect("store");
+    let realms = credshift::api::cluster::load(client, Some(ns))
+        .await
+        .expect("load the realms");
+    let realms = credshift::api::with_known_splits(&store, realms, false)
+        .await
+        .expect("known splits");
+    let realm = realms
+        .iter()
+        .find(|r| r.policy.realm == "wakwak")
+        .expect("realm wakwak");
+    let hasher = HashPool::default();
+    let mut denied = Vec::new();
+    for (id, purpose, pw) in checks {
+        let key = format!("{id}/{purpose}");
+        let guesses = credshift::store::FailureKey {
+            key: &key,
+            streak: &key,
+            window: Duration::from_secs(900),
+            now: jiff::Timestamp::now(),
+        };
+        let limit = GuessLimit {
+            failures: 10,
+            window: guesses.window,
+            account_failures: 100,
+        };
+        let answer = realm
+            .verify(
+                &store,
+                &hasher,
+                id,
+                purpose,
+                Secret::from(pw.as_str()),
+                limit,
+                &guesses,
+            )
+            .await
+            .expect("verify");
+        if !matches!(
+            answer,
+            Some(LoginVerify::Checked(
+                credshift::engine::VerifyOutcome::Match { .. }
+            ))
+        ) {
+            denied.push(format!("{id} on {purpose}: {answer:?}"));
+        }
+    }
+    store.close().await;
+    denied
+}
+
+const PURPOSES: [&str; 4] = ["support-portal", "connection", "mail", "ftp"];
+
+/// Every demo member verifies with the right password on every purpose.
+async fn everyone_verifies(client: &kube::Client, ns: &str, url: &str, when: &str) {
+    let checks: Vec<(&str, &str, String)> = DEMO
+        .iter()
+        .flat_map(|(id, login)| {
+            PURPOSES.iter().map(move |purpose| {
+                let pw = match *purpose {
+                    "mail" | "ftp" => format!("{id}-mail"),
+                    _ => (*login).to_owned(),
+                };
+                (*id, *purpose, pw)
+            })
+        })
+        .collect();
+    let denied = denials(client, ns, url, &checks).await;
+    assert!(denied.is_empty(), "{when}: denied {denied:?}");
+}
+
+/// A namespace with the example policy, a store of `kind` with the
+/// members of [`members_csv`], and a controller running on both.
+struct Scene {
+    client: kube::Client,
+    ns: String,
+    dir: tempfile::TempDir,
+    url: String,
+    ctl: controller::ControllerProcess,
+}
+
+impl Scene {
+    async fn start(kind: &str, fillers: usize, cutover: Option<&str>, identity: &str) -> Scene {
+        install_crds();
+        let client = admin_client().await;
+        let ns = namespace(&client).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let url = store_of(kind, dir.path(), fillers).await;
+        apply(&ns, &example("policy.yaml"));
+        if let Some(cutover) = cutover {
+            apply(&ns, cutover);
+        }
+        let mut ctl = controller::start(&ns, &url, &format!("{identity}-{kind}"), dir.path());
+        ctl.wait_ready(Duration::from_secs(60));
+        Scene {
+            client,
+            ns,
+            dir,
+            url,
+            ctl,
+        }
+    }
+
+    fn cutovers(&self) -> Api<CredentialCutover> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn policies(&self) -> Api<CredentialPolicy> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn everyone_verifies(&self, when: &str) {
+        everyone_verifies(&self.client, &self.ns, &self.url, when).await;
+    }
+
+    /// `kubectl delete` without waiting; then the object as soon as its
+    /// `Deleting` condition is there, with the condition's reason and message.
+    async fn delete_and_wait_held(&self, name: &str) -> (CredentialCutover, String, String) {
+        self.kubectl(&["delete", "credentialcutover", name, "--wait=false"]);
+        let held = wait_for(
+            &self.cutovers(),
+            name,
+            Duration::from_secs(30),
+            "deletion held",
+            |c| deleting(c).is_some(),
+        )
+        .await;
+        let (reason, message) = deleting(&held).expect("Deleting");
+        (held, reason, message)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-n", &self.ns]);
+        kubectl_ok(&all)
+    }
+}
+
+/// The reasons of the Events in `ns`.
+fn event_reasons(ns: &str) -> String {
+    kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+}
+
+async fn wait_for_events(ns: &str, reasons: &[&str], ctl: &controller::ControllerProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = event_reasons(ns);
+        let missing: Vec<&&str> = reasons.iter().filter(|r| !seen.contains(*r)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Events {missing:?} missing from: {seen}\n{}",
+            ctl.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn in_phase(c: &CredentialCutover, phase: CutoverPhase) -> bool {
+    c.status.as_ref().and_then(|s| s.phase) == Some(phase)
+}
+
+/// Waits until the object is gone from the API server.
+async fn wait_gone(
+    api: &Api<CredentialCutover>,
+    name: &str,
+    timeout: Duration,
+    ctl: &controller::ControllerProcess,
+) {
+    let deadline = Instant::now() + timeout;
+    while api.get_opt(name).await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{name} still there after {timeout:?}\n{}",
+            ctl.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn deleting(c: &CredentialCutover) -> Option<(String, String)> {
+    c.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Deleting")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    })
+}
+
+/// Runs `body(store kind)` as `name::sqlite` and `name::postgres`.
+macro_rules! on_both_stores {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body("sqlite").await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body("postgres").await;
+            }
+        }
+    };
+}
+
+/// A GitOps prune deletes a Running cutover mid-backfill. The deletion
+/// waits (`kubectl describe` says why and how to abort instead), the
+/// backfill goes on to completion, the source is retired after
+/// `retainSource`, and only then is the object gone; every member verifies
+/// with the right password on every purpose throughout.
+async fn delete_running(kind: &str) {
+    let at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string();
+    let cutover = future_cutover("split", &at)
+        .replace("batchSize: 1000", "batchSize: 1")
+        .replace("retainSource: 720h", "retainSource: 4s");
+    let scene = Scene::start(kind, 3_000, Some(&cutover), "ctl-del-run").await;
+    let cutovers = scene.cutovers();
+    wait_for(
+        &cutovers,
+        "split",
+        Duration::from_secs(60),
+        "running with progress",
+        |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.phase == Some(CutoverPhase::Running)
+                    && s.progress.as_ref().is_some_and(|p| p.done > 0)
+            })
+        },
+    )
+    .await;
+    let (held, reason, message) = scene.delete_and_wait_held("split").await;
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "the object is terminating"
+    );
+    if reason == "WaitingForCompletion" {
+        assert!(
+            message.contains("credshift.dev/on-delete=Abort"),
+            "{message}"
+        );
+    } else {
+        assert_eq!(reason, "WaitingForRetirement", "{message}");
+    }
+    let described = scene.kubectl(&["describe", "credentialcutover", "split"]);
+    assert!(described.contains("deletion waits until"), "{described}");
+    scene.everyone_verifies("while the deletion is held").await;
+
+    wait_gone(&cutovers, "split", Duration::from_secs(180), &scene.ctl).await;
+    wait_for_events(
+        &scene.ns,
+        &["DeletionHeld", "CutoverCompleted", "SourceRetired"],
+        &scene.ctl,
+    )
+    .await;
+    scene.everyone_verifies("after the deletion").await;
+    let store = Store::open(&scene.url).await.expect("store");
+    assert_eq!(
+        store
+            .count_credentials("wakwak", "login")
+            .await
+            .expect("count"),
+        0,
+        "the source was retired, not forgotten"
+    );
+    assert_eq!(
+        store
+            .count_credentials("wakwak", "support")
+            .await
+            .expect("count"),
+        3_006
+    );
+}
+on_both_stores!(
+    deleting_a_running_cutover_waits_for_completion_and_retirement,
+    delete_running
+);
+
+/// A Scheduled cutover is deleted: the deletion waits, the login password
+/// keeps answering both purposes; ops annotate `on-delete=Abort`, and the
+/// cutover is gone, audited, its purposes answered by the login password
+/// for good (the policy's status says which cutover routes them).
+async fn delete_scheduled(kind: &str) {
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let cutover = future_cutover("split", &at);
+    let scene = Scene::start(kind, 0, Some(&cutover), "ctl-del-sched").await;
+    let cutovers = scene.cutovers();
+    wait_for(
+        &cutovers,
+        "split",
+        Duration::from_secs(60),
+        "scheduled",
+        |c| {
+            in_phase(c, CutoverPhase::Scheduled)
+                && kube::ResourceExt::finalizers(c)
+                    .iter()
+                    .any(|f| f == "credshift.dev/cutover-protection")
+        },
+    )
+    .await;
+    let (_, reason, message) = scene.delete_and_wait_held("split").await;
+    assert_eq!(reason, "WaitingForCompletion", "{message}");
+    assert!(
+        message.contains("kubectl annotate credentialcutover split credshift.dev/on-delete=Abort"),
+        "{message}"
+    );
+    scene.everyone_verifies("while the deletion is held").await;
+
+    scene.kubectl(&[
+        "annotate",
+        "credentialcutover",
+        "split",
+        "credshift.dev/on-delete=Abort",
+    ]);
+    wait_gone(&cutovers, "split", Duration::from_secs(30), &scene.ctl).await;
+    wait_for_events(&scene.ns, &["DeletionHeld", "CutoverAborted"], &scene.ctl).await;
+    let key = format!("{}/split", scene.ns);
+    wait_for(
+        &scene.policies(),
+        "wakwak",
+        Duration::from_secs(30),
+        "routed by the aborted split",
+        |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.routing.iter().any(|r| {
+                    r.purpose == "support-portal"
+                        && r.mode == "Source"
+                        && r.cutover.as_deref() == Some(key.as_str())
+                })
+            }) && policy_condition(p, "CredentialsHeld")
+                .is_some_and(|(s, _)| s == ConditionStatus::True)
+        },
+    )
+    .await;
+    scene.everyone_verifies("after the abort").await;
+    let store = Store::open(&scene.url).await.expect("store");
+    let known = store.known_splits("wakwak").await.expect("known");
+    assert_eq!(known[0].phase, credshift::store::CheckpointPhase::Aborted);
+}
+on_both_stores!(
+    deleting_a_scheduled_cutover_waits_until_ops_abort_it,
+    delete_scheduled
+);
+
+/// The policy is synced before its cutover: the policy's status says how
+/// many members it would deny and on what, until the cutover arrives; from
+/// then on every member verifies on every purpose.
+async fn policy_first(kind: &str) {
+    let scene = Scene::start(kind, 0, None, "ctl-policy-first").await;
+    let policies = scene.policies();
+    let p = wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(60),
+        "credentials lacking",
+        |p| {
+            policy_condition(p, "CredentialsHeld").is_some_and(|(s, _)| s == ConditionStatus::False)
+        },
+    )
+    .await;
+    let (_, message) = policy_condition(&p, "CredentialsHeld").expect("condition");
+    assert!(
+        message.contains(
+            "purpose support-portal is routed to credential support, which 6 of 6 accounts lack"
+        ) && message.contains(
+            "purpose connection is routed to credential connection, which 6 of 6 accounts lack"
+        ),
+        "{message}"
+    );
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    apply(&scene.ns, &future_cutover("split", &at));
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(60),
+        "all held",
+        |p| policy_condition(p, "CredentialsHeld").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    scene.everyone_verifies("once the cutover arrived").await;
+}
+on_both_stores!(
+    a_policy_applied_before_its_cutover_is_reported_until_the_cutover_arrives,
+    policy_first
+);
+
+/// Members imported after the split completed (only the login password in
+/// the file) get both new passwords from it, as the backfill gave everyone;
+/// the import says so. The completed cutover is then deleted keeping its
+/// source (`on-delete=KeepSource`): gone at once, audited, and no one is
+/// denied anywhere.
+async fn import_after_completion(kind: &str) {
+    let scene = Scene::start(kind, 0, Some(&example("cutover.yaml")), "ctl-import-late").await;
+    let cutovers = scene.cutovers();
+    wait_for(
+        &cutovers,
+        "split-login-2018",
+        Duration::from_secs(60),
+        "completed",
+        |c| in_phase(c, CutoverPhase::Completed),
+    )
+    .await;
+    let late = format!(
+        "login_id,base_email,login,mail,ftp\nab000099,late@wakwak.example.jp,{FILLER_HASH},{FILLER_HASH},{FILLER_HASH}\n"
+    );
+    let stderr = import_members(&scene.url, scene.dir.path(), "late.csv", &late);
+    assert!(
+        stderr.contains(
+            "note: 1 rows were given what cutovers completed before this import gave every member"
+        ) && stderr.contains(&format!(
+            "{}/split-login-2018 (login -> support, connection)",
+            scene.ns
+        )),
+        "{stderr}"
+    );
+    let late_member: Vec<(&str, &str, String)> = PURPOSES
+        .iter()
+        .map(|p| ("ab000099", *p, "password".to_owned()))
+        .collect();
+    let denied = denials(&scene.client, &scene.ns, &scene.url, &late_member).await;
+    assert!(denied.is_empty(), "the late member: {denied:?}");
+    scene.everyone_verifies("after the late import").await;
+
+    scene.kubectl(&[
+        "annotate",
+        "credentialcutover",
+        "split-login-2018",
+        "credshift.dev/on-delete=KeepSource",
+    ]);
+    scene.kubectl(&[
+        "delete",
+        "credentialcutover",
+        "split-login-2018",
+        "--wait=false",
+    ]);
+    wait_gone(
+        &cutovers,
+        "split-login-2018",
+        Duration::from_secs(30),
+        &scene.ctl,
+    )
+    .await;
+    wait_for_events(&scene.ns, &["CutoverCompleted", "SourceKept"], &scene.ctl).await;
+    assert!(!event_reasons(&scene.ns).contains("SourceRetired"));
+    let store = Store::open(&scene.url).await.expect("store");
+    assert_eq!(
+        store
+            .count_credentials("wakwak", "login")
+            .await
+            .expect("count"),
+        7,
+        "the source was kept"
+    );
+    scene.everyone_verifies("after the deletion").await;
+}
+on_both_stores!(
+    members_imported_after_a_cutover_completed_get_its_targets,
+    import_after_completion
+);

@@ -1137,6 +1137,11 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
             CONTROLLER_SA,
             "patch credentialpolicies.credshift.dev --subresource=status -n NS",
         ),
+        // The cutover finalizer.
+        (
+            CONTROLLER_SA,
+            "patch credentialcutovers.credshift.dev -n NS",
+        ),
         (CONTROLLER_SA, "create events.events.k8s.io -n NS"),
         (CONTROLLER_SA, "patch events.events.k8s.io -n NS"),
         (

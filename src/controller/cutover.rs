@@ -1,26 +1,38 @@
 //! Reconciling a CredentialCutover: dereference its policy, validate, and
 //! report what it will do. Before `at` it is Scheduled and requeued for
-//! exactly `at`, never polled.
+//! exactly `at`, never polled. A finalizer holds its deletion until what it
+//! started is over, or ops say what to do instead ([`cleanup`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::policy::{cutovers_of, key, owns_realm};
 use super::status::{apply_status, conditions, event, find};
-use super::{Context, Error, requeue_after_error};
+use super::{Context, Error, MANAGER, requeue_after_error};
 use jiff::Timestamp;
 
-use crate::engine::cutover::{Phase, advance};
+use crate::engine::cutover::{Phase, Removal, RemovalChoice, Wait, abort, advance, removal};
 use crate::engine::model::{Problem, describe};
 use crate::engine::validate::validate_cutover;
 use crate::resources::{
-    ConditionStatus, CredentialCutover, CredentialCutoverStatus, CutoverPhase, Progress,
+    Condition, ConditionStatus, CredentialCutover, CredentialCutoverStatus, CutoverPhase, Progress,
+    merge_conditions,
 };
 
 const KIND: &str = "CredentialCutover";
+
+/// On every cutover the controller has seen: its deletion waits for
+/// [`cleanup`].
+pub const FINALIZER: &str = "credshift.dev/cutover-protection";
+
+/// What ops want a deletion to do before the cutover is over: `Abort`
+/// (not completed yet) or `KeepSource` (completed, source not retired).
+pub const ON_DELETE: &str = "credshift.dev/on-delete";
 
 pub async fn reconcile(
     cutover: Arc<CredentialCutover>,
@@ -30,16 +42,164 @@ pub async fn reconcile(
         return Ok(wait);
     }
     let started = Instant::now();
-    let result = reconcile_inner(&cutover, &ctx).await;
+    let ns = cutover
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(cutover.name_any()))?;
+    let api: Api<CredentialCutover> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, cutover, |event| async {
+        match event {
+            Finalizer::Apply(c) => Ok(requeue(reconcile_inner(&c, &ctx, None).await?)),
+            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
     ctx.metrics.reconciled(KIND, started.elapsed());
     result
 }
 
 pub fn error_policy(_cutover: Arc<CredentialCutover>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::DeletionHeld(again) = error {
+        // Not a failure: the finalizer is doing its job.
+        return requeue(Some(again.unwrap_or(Duration::from_secs(60))));
+    }
     requeue_after_error(KIND, error, &ctx)
 }
 
-async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<Action, Error> {
+fn requeue(after: Option<Duration>) -> Action {
+    after.map_or_else(Action::await_change, Action::requeue)
+}
+
+/// A cutover is being deleted. What the store knows of it and the
+/// [`ON_DELETE`] annotation decide ([`removal`]): release it, abort it
+/// first, record that its source is kept, or hold the deletion (an `Err`,
+/// which keeps the finalizer) while the cutover goes on being driven and
+/// its `Deleting` condition says why it waits and how to proceed.
+async fn cleanup(cutover: &CredentialCutover, ctx: &Context) -> Result<Action, Error> {
+    let ns = cutover.namespace().unwrap_or_default();
+    let name = cutover.name_any();
+    let cutover_key = key(&ns, &name);
+    let given = cutover.annotations().get(ON_DELETE).cloned();
+    let choice = given.as_deref().and_then(RemovalChoice::parse);
+    let source = &cutover.spec.split.from;
+    let mut held_once = false;
+    loop {
+        let phase = ctx.store.checkpoint_phase(&cutover_key).await?;
+        match removal(phase, choice) {
+            Removal::Release => return Ok(Action::await_change()),
+            Removal::Abort => {
+                let was = abort(&ctx.store, &cutover_key, MANAGER, ctx.now()).await?;
+                let note = format!(
+                    "aborted on deletion ({ON_DELETE}=Abort) while {}: its purposes are answered by {source} again; targets copied so far stay in the store, unused",
+                    was.map_or("over", |p| p.name())
+                );
+                event(ctx, cutover, true, "CutoverAborted", "Delete", note).await;
+                return Ok(Action::await_change());
+            }
+            Removal::KeepSource => {
+                ctx.store
+                    .keep_source(&cutover_key, MANAGER, ctx.now())
+                    .await?;
+                let note = format!(
+                    "deleted before retainSource passed ({ON_DELETE}=KeepSource): source credential {source} kept; nothing will retire it"
+                );
+                event(ctx, cutover, false, "SourceKept", "Delete", note).await;
+                return Ok(Action::await_change());
+            }
+            Removal::Hold(_) if held_once => {
+                return Err(Error::DeletionHeld(Some(Duration::from_millis(50))));
+            }
+            Removal::Hold(wait) => {
+                held_once = true;
+                let (reason, message) = held(wait, cutover, given.as_deref());
+                let was = cutover.status.as_ref().and_then(|s| {
+                    find(&s.conditions, "Deleting").map(|c| (c.reason.clone(), c.message.clone()))
+                });
+                let again = reconcile_inner(cutover, ctx, Some((reason, message.clone()))).await?;
+                if was.as_ref().map(|(r, _)| r.as_str()) != Some(reason) {
+                    event(ctx, cutover, true, "DeletionHeld", "Delete", message).await;
+                }
+                // Driving it may just have ended what held it (retired).
+                let now = ctx.store.checkpoint_phase(&cutover_key).await?;
+                if removal(now, choice) == Removal::Hold(wait) {
+                    return Err(Error::DeletionHeld(again));
+                }
+            }
+        }
+    }
+}
+
+/// The `Deleting` condition of a held deletion: why, and the way out.
+fn held(wait: Wait, cutover: &CredentialCutover, given: Option<&str>) -> (&'static str, String) {
+    let name = cutover.name_any();
+    let source = &cutover.spec.split.from;
+    let annotate =
+        |choice: &str| format!("kubectl annotate credentialcutover {name} {ON_DELETE}={choice}");
+    let unknown = match given {
+        Some(v) if RemovalChoice::parse(v).is_none() => format!(
+            "annotation {ON_DELETE} is {v:?}, which is not {}; ",
+            RemovalChoice::NAMES
+        ),
+        _ => String::new(),
+    };
+    match wait {
+        Wait::Completion => (
+            "WaitingForCompletion",
+            format!(
+                "{unknown}deletion waits until the cutover completes{}: members not yet copied answer with {source} only while it exists. To stop it instead and answer with {source} again: {}",
+                if cutover.spec.suspend {
+                    " (spec.suspend is true: set it to false to let it complete)"
+                } else {
+                    ""
+                },
+                annotate("Abort")
+            ),
+        ),
+        Wait::Retirement => (
+            "WaitingForRetirement",
+            format!(
+                "{unknown}deletion waits until the source {source} is retired (retainSource {}). To keep {source} and delete now: {}",
+                cutover.spec.retain_source.0,
+                annotate("KeepSource")
+            ),
+        ),
+        Wait::ChoiceDoesNotApply(RemovalChoice::Abort) => (
+            "WaitingForRetirement",
+            format!(
+                "{ON_DELETE}=Abort does not apply: the cutover completed and its targets answer. Deletion waits until the source {source} is retired; to keep {source} and delete now: {}",
+                annotate("KeepSource")
+            ),
+        ),
+        Wait::ChoiceDoesNotApply(RemovalChoice::KeepSource) => (
+            "WaitingForCompletion",
+            format!(
+                "{ON_DELETE}=KeepSource does not apply: the cutover has not completed. Deletion waits until it does; to stop it instead: {}",
+                annotate("Abort")
+            ),
+        ),
+    }
+}
+
+/// Drives the cutover and writes its status; `deleting` is the `Deleting`
+/// condition of a held deletion. Returns when to look again (`None`: on
+/// the next change).
+async fn reconcile_inner(
+    cutover: &CredentialCutover,
+    ctx: &Context,
+    deleting: Option<(&str, String)>,
+) -> Result<Option<Duration>, Error> {
+    let deleting_condition = |previous: &[Condition], generation| -> Vec<Condition> {
+        deleting
+            .as_ref()
+            .map_or_else(Vec::new, |(reason, message)| {
+                merge_conditions(
+                    previous,
+                    vec![Condition::new("Deleting", true, reason, message.clone())],
+                    generation,
+                    &Timestamp::now().to_string(),
+                )
+            })
+    };
     let ns = cutover
         .namespace()
         .ok_or_else(|| Error::NoNamespace(cutover.name_any()))?;
@@ -98,12 +258,15 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         let status = CredentialCutoverStatus {
             observed_generation: generation,
             phase: Some(CutoverPhase::Failed),
-            conditions: conditions(
-                &previous.conditions,
-                generation,
-                (false, "InvalidSpec", format!("cannot run: {message}")),
-                None,
-                Some(("InvalidSpec", message.clone())),
+            conditions: sorted(
+                conditions(
+                    &previous.conditions,
+                    generation,
+                    (false, "InvalidSpec", format!("cannot run: {message}")),
+                    None,
+                    Some(("InvalidSpec", message.clone())),
+                ),
+                deleting_condition(&previous.conditions, generation),
             ),
             ..previous.clone()
         };
@@ -111,7 +274,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         if !was_stalled {
             event(ctx, cutover, true, "InvalidSpec", "Validate", message).await;
         }
-        return Ok(Action::await_change());
+        return Ok(None);
     };
 
     // Move it forward (a no-op before `at`), then say where it stands.
@@ -153,7 +316,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
             ),
             None,
             // Exactly at `at` (plus a hair so the clock has passed it), never polling.
-            Action::requeue(adv.wait.unwrap_or_default() + Duration::from_millis(10)),
+            Some(adv.wait.unwrap_or_default() + Duration::from_millis(10)),
         ),
         Phase::Running => (
             CutoverPhase::Running,
@@ -166,7 +329,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
                 "Backfilling",
                 format!("{} accounts split", progress.summary),
             )),
-            Action::requeue(Duration::from_millis(50)),
+            Some(Duration::from_millis(50)),
         ),
         Phase::Suspended => (
             CutoverPhase::Suspended,
@@ -181,7 +344,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
                 },
             ),
             None,
-            Action::await_change(),
+            None,
         ),
         Phase::Completed | Phase::Retired => (
             CutoverPhase::Completed,
@@ -201,9 +364,7 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
                 },
             ),
             None,
-            adv.wait.map_or_else(Action::await_change, |w| {
-                Action::requeue(w + Duration::from_millis(10))
-            }),
+            adv.wait.map(|w| w + Duration::from_millis(10)),
         ),
     };
     let eta = match (adv.rate, phase) {
@@ -218,7 +379,10 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
     let ts = |t: Option<Timestamp>| t.map(|t| t.to_string());
     let status = CredentialCutoverStatus {
         observed_generation: generation,
-        conditions: conditions(&previous.conditions, generation, ready, reconciling, None),
+        conditions: sorted(
+            conditions(&previous.conditions, generation, ready, reconciling, None),
+            deleting_condition(&previous.conditions, generation),
+        ),
         phase: Some(phase),
         scheduled_at: Some(model.at.to_string()),
         started_at: ts(checkpoint.map(|c| c.started_at)),
@@ -306,4 +470,11 @@ async fn reconcile_inner(cutover: &CredentialCutover, ctx: &Context) -> Result<A
         .await;
     }
     Ok(requeue)
+}
+
+/// `conditions` with `more`, by type.
+fn sorted(mut conditions: Vec<Condition>, more: Vec<Condition>) -> Vec<Condition> {
+    conditions.extend(more);
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    conditions
 }

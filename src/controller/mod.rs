@@ -88,6 +88,22 @@ pub enum Error {
     NoNamespace(String),
     #[error("{0}")]
     Config(String),
+    /// A deletion waits (not a failure): look again after this long.
+    #[error("deletion held until the cutover is over")]
+    DeletionHeld(Option<Duration>),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Error {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
 }
 
 impl Error {
@@ -101,6 +117,8 @@ impl Error {
             Error::Health(_) => "Health",
             Error::NoNamespace(_) => "NoNamespace",
             Error::Config(_) => "Config",
+            Error::DeletionHeld(_) => "DeletionHeld",
+            Error::Finalizer(_) => "Finalizer",
         }
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
-use crate::engine::members::unheld_in;
+use crate::engine::members::{Realm, unheld_in};
 use crate::engine::model::Policy;
 use crate::engine::model::{CutoverProgress, describe};
 use crate::engine::routing::Route;
@@ -176,6 +176,16 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
             models.push((m, *progress));
         }
     }
+    // Splits the store knows that no object declares any more (a cutover
+    // deleted after an abort, pruned, or declared by another driver) route
+    // as what they were: no member is sent to a credential it lacks.
+    let known = ctx.store.known_splits(&model.realm).await?;
+    let (realm, _) = Realm {
+        policy: model.clone(),
+        cutovers: models,
+    }
+    .remembering(&known);
+    let models = realm.cutovers;
     let routing = effective_routing(&model, &models, now);
     // Recounted at once when a cutover starts or ends: the counts change most then.
     let stage = models
