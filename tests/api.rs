@@ -1254,15 +1254,20 @@ fn new_passwords_are_long_not_common_not_the_login_id_in_any_width() {
 
 /// What `credshift plan` on the manifests `s` serves prints to stderr (it must succeed).
 fn plan_stderr(s: &Serve) -> String {
+    files_cmd(s, "plan").1
+}
+
+/// `credshift CMD -f` on the serve's manifests and store: stdout, stderr.
+fn files_cmd(s: &Serve, cmd: &str) -> (String, String) {
     let manifests = s.db.parent().expect("dir").join("manifests");
-    let plan = support::serve::credshift(&["plan", "-f"])
+    let out = support::serve::credshift(&[cmd, "-f"])
         .arg(&manifests)
         .args(["--store", &s.store_url])
         .output()
-        .expect("run plan");
-    let stderr = String::from_utf8_lossy(&plan.stderr).into_owned();
-    assert!(plan.status.success(), "{stderr}");
-    stderr
+        .expect("run credshift");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
 /// Deleting or pruning a cutover mid-backfill never locks a member out.
@@ -1361,6 +1366,19 @@ fn a_cutover_pruned_before_it_started_keeps_the_login_password_answering() {
         )),
         "{stderr}"
     );
+    // `apply` on the same files routes as serve does.
+    let (stdout, _) = files_cmd(&s, "apply");
+    for purpose in [SUPPORT, CONNECTION] {
+        assert!(
+            stdout.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.get(2) == Some(&purpose)
+                    && cols.get(3) == Some(&"login")
+                    && cols.get(4) == Some(&"Source")
+            }),
+            "{stdout}"
+        );
+    }
 }
 
 /// A policy whose routing points at a credential the members lack, and

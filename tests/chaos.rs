@@ -344,8 +344,16 @@ async fn assert_split_exactly_once(url: &str, before: &Snapshot, in_scope: i64) 
     .fetch_all(&mut conn)
     .await
     .expect("audit log");
+    // Declared once when it was first seen scheduled (not when `at` had passed).
+    let (declared, steps): (Vec<_>, Vec<_>) = audited
+        .into_iter()
+        .partition(|(action, _)| action == "cutover.declare");
+    assert!(
+        declared.iter().all(|(_, n)| *n == 1),
+        "declared once: {declared:?}"
+    );
     assert_eq!(
-        audited,
+        steps,
         [
             ("cutover.complete".to_owned(), 1),
             ("cutover.start".to_owned(), 1)

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::{EXIT_NEGATIVE, EXIT_OK, Failure, HashArgs, StoreArgs};
 use crate::engine::{Passwords, VerifyOutcome};
 use crate::hashing::{HashPool, Secret};
-use crate::import::{self, Format, ImportOptions, RowNote, Sharing};
+use crate::import::{self, Format, ImportOptions, ImportSummary, RowNote, Sharing};
 use crate::store::{Account, CheckpointPhase, Store};
 
 #[derive(Debug, Subcommand)]
@@ -114,37 +114,7 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
                 "imported {}, updated {}, unchanged {}, kept as stored {}, failed {}",
                 summary.imported, summary.updated, summary.unchanged, summary.kept, summary.failed
             );
-            if summary.given_by_cutovers > 0 {
-                let splits = store.known_splits(&realm).await?;
-                let done: Vec<String> = splits
-                    .iter()
-                    .filter(|s| {
-                        matches!(
-                            s.phase,
-                            CheckpointPhase::Completed | CheckpointPhase::Retired
-                        )
-                    })
-                    .map(|s| {
-                        let retired = if s.phase == CheckpointPhase::Retired {
-                            format!(", {} retired", s.source)
-                        } else {
-                            String::new()
-                        };
-                        format!(
-                            "{} ({} -> {}{retired})",
-                            s.cutover,
-                            s.source,
-                            s.targets.join(", ")
-                        )
-                    })
-                    .collect();
-                eprintln!(
-                    "note: {} rows were given what cutovers completed before this import gave every member, \
-                     each target starting as the source: {}",
-                    summary.given_by_cutovers,
-                    done.join("; ")
-                );
-            }
+            note_given_by_cutovers(&store, &realm, &summary).await?;
             if !summary.paused.is_zero() {
                 eprintln!(
                     "note: waited {:.1?} in all between batches so that other writers got in \
@@ -292,4 +262,46 @@ fn read_password() -> Result<Secret, Failure> {
         )));
     }
     Ok(secret)
+}
+
+/// Says which rows an import gave the targets of cutovers completed before
+/// it, and from which cutovers.
+pub(super) async fn note_given_by_cutovers(
+    store: &Store,
+    realm: &str,
+    summary: &ImportSummary,
+) -> Result<(), Failure> {
+    if summary.given_by_cutovers == 0 {
+        return Ok(());
+    }
+    let splits = store.known_splits(realm).await?;
+    let done: Vec<String> = splits
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.phase,
+                CheckpointPhase::Completed | CheckpointPhase::Retired
+            )
+        })
+        .map(|s| {
+            let retired = if s.phase == CheckpointPhase::Retired {
+                format!(", {} retired", s.source)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} ({} -> {}{retired})",
+                s.cutover,
+                s.source,
+                s.targets.join(", ")
+            )
+        })
+        .collect();
+    eprintln!(
+        "note: {} rows were given what cutovers completed before this import gave every member, \
+         each target starting as the source: {}",
+        summary.given_by_cutovers,
+        done.join("; ")
+    );
+    Ok(())
 }

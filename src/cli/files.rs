@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::accounts::note_given_by_cutovers;
 use super::{EXIT_OK, Failure, StoreArgs};
 use crate::engine::cutover::{Phase, advance, measure_rate, plan};
 use crate::files::{self, InputError, Model};
@@ -205,6 +206,7 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
             "members {shown}: imported {}, updated {}, unchanged {}, kept {}, failed {}",
             summary.imported, summary.updated, summary.unchanged, summary.kept, summary.failed
         );
+        note_given_by_cutovers(&store, realm, &summary).await?;
     }
     let tty = std::io::stderr().is_terminal();
     let mut rows = Vec::new();
@@ -293,6 +295,8 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
         "POLICY", "REALM", "PURPOSE", "ANSWERED BY", "MODE"
     );
     for realm in &model.realms {
+        // Splits the store knows that these files do not declare route too.
+        let realm = realm.clone().with_known_splits(&store).await?.0;
         let realm = realm.with_progress(&store).await?;
         for (purpose, route) in
             crate::engine::routing::effective_routing(&realm.policy, &realm.cutovers, now())
