@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::{CustomResourceExt, ResourceExt};
+use kube::CustomResourceExt;
 use serde::Deserialize;
 
+use crate::engine::assembly::Standing;
 use crate::engine::members::Realm;
-use crate::engine::model::{Cutover, CutoverProgress, Policy, Problem};
-use crate::engine::validate::validate_cutover;
-use crate::resources::{CredentialCutover, CredentialPolicy};
+use crate::engine::model::Problem;
+use crate::resources::{CredentialCutover, CredentialPolicy, assemble, object_key};
 
 /// A resource and where it was read from.
 #[derive(Debug, Clone)]
@@ -258,12 +258,6 @@ fn documents(text: &str) -> Vec<(u64, &str)> {
     docs
 }
 
-/// `namespace/name`, the namespace `default` when none is given (as kubectl does).
-pub fn key_of<K: ResourceExt>(r: &K) -> (String, String) {
-    let ns = r.namespace().unwrap_or_else(|| "default".into());
-    (ns.clone(), format!("{ns}/{}", r.name_any()))
-}
-
 /// The checked model: each policy's realm with its cutovers.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -271,7 +265,9 @@ pub struct Model {
 }
 
 impl Manifests {
-    /// Builds and checks the engine model; every problem names file, line and field.
+    /// Builds and checks the engine model by the rules every driver uses
+    /// ([`crate::engine::assembly`]); here anything that would take no part
+    /// is an error, and every error names file, line and field.
     pub fn model(&self) -> Result<Model, Vec<InputError>> {
         let mut errors = Vec::new();
         let problem = |file: &Path, line: u64, p: Problem| InputError {
@@ -280,11 +276,11 @@ impl Manifests {
             column: None,
             message: p.to_string(),
         };
-        let mut policies: Vec<Policy> = Vec::new();
+        // Files have no creation time: the same object twice is a mistake.
+        let mut seen = std::collections::BTreeSet::new();
         for p in &self.policies {
-            let (ns, key) = key_of(&p.value);
-            let _ = ns;
-            if policies.iter().any(|q| q.name == key) {
+            let key = object_key(&p.value);
+            if !seen.insert(key.clone()) {
                 errors.push(problem(
                     &p.file,
                     p.line,
@@ -293,67 +289,66 @@ impl Manifests {
                         format!("CredentialPolicy {key} is declared twice"),
                     ),
                 ));
-                continue;
             }
-            match p.value.spec.model(&key) {
-                Ok(m) if policies.iter().any(|q| q.realm == m.realm) => {
-                    let first = policies
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.cutovers {
+            let key = object_key(&c.value);
+            if !seen.insert(key.clone()) {
+                errors.push(problem(
+                    &c.file,
+                    c.line,
+                    Problem::new(
+                        "metadata.name",
+                        format!("CredentialCutover {key} is declared twice"),
+                    ),
+                ));
+            }
+        }
+        let policies: Vec<&CredentialPolicy> = self.policies.iter().map(|p| &p.value).collect();
+        let cutovers: Vec<&CredentialCutover> = self.cutovers.iter().map(|c| &c.value).collect();
+        let assembly = assemble(&policies, &cutovers);
+        for p in &self.policies {
+            let key = object_key(&p.value);
+            match assembly.policies.get(&key) {
+                Some(Standing::Invalid(problems)) => errors.extend(
+                    problems
                         .iter()
-                        .find(|q| q.realm == m.realm)
-                        .map_or("", |q| q.name.as_str());
+                        .cloned()
+                        .map(|x| problem(&p.file, p.line, x)),
+                ),
+                Some(Standing::RealmClaimed { owner, .. }) => {
                     errors.push(problem(
                         &p.file,
                         p.line,
                         Problem::new(
                             "spec.realm",
-                            format!("realm {:?} is already claimed by CredentialPolicy {first}; a realm belongs to one policy", m.realm),
+                            format!(
+                                "realm {:?} is already claimed by CredentialPolicy {owner}; a realm belongs to one policy",
+                                p.value.spec.realm
+                            ),
                         ),
-                    ));
+                    ))
                 }
-                Ok(m) => policies.push(m),
-                Err(problems) => {
-                    errors.extend(problems.into_iter().map(|x| problem(&p.file, p.line, x)))
-                }
+                _ => {}
             }
         }
-        let mut cutovers: Vec<Cutover> = Vec::new();
         for c in &self.cutovers {
-            let (ns, key) = key_of(&c.value);
-            let policy_key = format!("{ns}/{}", c.value.spec.policy_ref.name);
-            match c.value.spec.model(&key, &policy_key) {
-                Ok(m) => {
-                    let policy = policies.iter().find(|p| p.name == policy_key);
-                    let problems = validate_cutover(&m, policy, &cutovers);
-                    if problems.is_empty() {
-                        cutovers.push(m);
-                    } else {
-                        errors.extend(problems.into_iter().map(|x| problem(&c.file, c.line, x)));
-                    }
-                }
-                Err(problems) => {
-                    errors.extend(problems.into_iter().map(|x| problem(&c.file, c.line, x)))
-                }
+            if let Some(problems) = assembly.refused.get(&object_key(&c.value)) {
+                errors.extend(
+                    problems
+                        .iter()
+                        .cloned()
+                        .map(|x| problem(&c.file, c.line, x)),
+                );
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let realms = policies
-            .into_iter()
-            .map(|policy| {
-                let mut own: Vec<(Cutover, CutoverProgress)> = cutovers
-                    .iter()
-                    .filter(|c| c.policy == policy.name)
-                    .map(|c| (c.clone(), CutoverProgress::NotStarted))
-                    .collect();
-                own.sort_by_key(|(c, _)| c.at);
-                Realm {
-                    policy,
-                    cutovers: own,
-                }
-            })
-            .collect();
-        Ok(Model { realms })
+        Ok(Model {
+            realms: assembly.realms,
+        })
     }
 }
 
@@ -374,25 +369,69 @@ mod tests {
     #[test]
     fn a_second_policy_for_a_realm_is_refused_naming_the_first() {
         let dir = tempfile::tempdir().expect("dir");
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/2018-split/policy.yaml");
-        let policy = std::fs::read_to_string(example).expect("example policy");
+        let policy = example("policy.yaml");
         std::fs::write(dir.path().join("a.yaml"), &policy).expect("write");
         let loose = policy.replace("  name: wakwak\n", "  name: wakwak-loose\n");
         std::fs::write(dir.path().join("b.yaml"), loose).expect("write");
-        let errors = load(&[dir.path().to_path_buf()])
-            .and_then(|m| m.model())
-            .expect_err("refused");
-        let text = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(errors.len(), 1, "{text}");
+        let (count, text) = refusals(dir.path());
+        assert_eq!(count, 1, "{text}");
         assert!(text.contains("b.yaml:1: spec.realm"), "{text}");
         assert!(
             text.contains("spec.realm") && text.contains("/wakwak;"),
             "{text}"
         );
+    }
+
+    /// How many errors loading `dir` gives, and their text, one per line.
+    fn refusals(dir: &std::path::Path) -> (usize, String) {
+        let errors = load(&[dir.to_path_buf()])
+            .and_then(|m| m.model())
+            .expect_err("refused");
+        let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+        (errors.len(), text.join("\n"))
+    }
+
+    fn example(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/2018-split")
+            .join(name);
+        std::fs::read_to_string(path).expect("example")
+    }
+
+    /// The rule the cluster follows: of two cutovers of one policy into the
+    /// same credentials, the smaller name (files have no creation time) is
+    /// kept and the other is an error at its own file naming it; a second
+    /// realm's policy may split into credentials of the same names.
+    #[test]
+    fn cutovers_follow_the_precedence_rule_and_two_policies_are_independent() {
+        let dir = tempfile::tempdir().expect("dir");
+        let policy = example("policy.yaml");
+        let cutover = example("cutover.yaml");
+        std::fs::write(dir.path().join("1-policy.yaml"), &policy).expect("write");
+        let other = policy
+            .replace("  name: wakwak\n", "  name: other\n")
+            .replace("  realm: wakwak\n", "  realm: other\n");
+        std::fs::write(dir.path().join("2-other.yaml"), other).expect("write");
+        let other_split = cutover
+            .replace("  name: split-login-2018\n", "  name: split-other\n")
+            .replace("    name: wakwak\n", "    name: other\n");
+        std::fs::write(dir.path().join("3-split-other.yaml"), other_split).expect("write");
+        std::fs::write(dir.path().join("4-split.yaml"), &cutover).expect("write");
+        let model = load(&[dir.path().to_path_buf()])
+            .and_then(|m| m.model())
+            .expect("two realms, one cutover each");
+        assert_eq!(model.realms.len(), 2);
+        assert!(model.realms.iter().all(|r| r.cutovers.len() == 1));
+
+        // A second cutover of wakwak into the same targets, listed first.
+        let again = cutover.replace("  name: split-login-2018\n", "  name: split-again\n");
+        std::fs::write(dir.path().join("0-again.yaml"), again).expect("write");
+        let (_, text) = refusals(dir.path());
+        assert!(
+            text.contains("4-split.yaml:")
+                && text.contains("already the target of CredentialCutover default/split-again"),
+            "{text}"
+        );
+        assert!(!text.contains("0-again.yaml"), "{text}");
     }
 }

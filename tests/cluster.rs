@@ -1849,3 +1849,81 @@ on_both_stores!(
     members_imported_after_a_cutover_completed_get_its_targets,
     import_after_completion
 );
+
+/// One precedence rule for every driver. One `kubectl apply` creates two
+/// cutovers of a policy that split into the same credentials (in the same
+/// second, as a whole directory applied at once does): the smaller name
+/// runs and the other is Stalled naming it, instead of each blocking the
+/// other. A second realm's policy splitting into credentials of the same
+/// names is not constrained by the first. `serve --from-cluster` assembles
+/// the same realms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_second_cutovers_and_two_policies_follow_one_precedence_rule() {
+    install_crds();
+    let client = admin_client().await;
+    let ns = namespace(&client).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = store_of("sqlite", dir.path(), 0).await;
+    let policy = example("policy.yaml");
+    let other = policy
+        .replace("  name: wakwak\n", "  name: other\n")
+        .replace("  realm: wakwak\n", "  realm: other\n");
+    assert_ne!(other, policy, "the example policy's name and realm moved");
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let other_split =
+        future_cutover("split-other", &at).replace("    name: wakwak\n", "    name: other\n");
+    let all = [
+        policy,
+        other,
+        future_cutover("split-a", &at),
+        future_cutover("split-b", &at),
+        other_split,
+    ]
+    .join("\n---\n");
+    apply(&ns, &all);
+    let mut ctl = controller::start(&ns, &url, "ctl-precedence", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client.clone(), &ns);
+    for name in ["split-a", "split-other"] {
+        wait_for(&cutovers, name, Duration::from_secs(60), "scheduled", |c| {
+            in_phase(c, CutoverPhase::Scheduled)
+        })
+        .await;
+    }
+    let b = wait_for(
+        &cutovers,
+        "split-b",
+        Duration::from_secs(60),
+        "refused",
+        |c| in_phase(c, CutoverPhase::Failed),
+    )
+    .await;
+    let (stalled, message) = cutover_condition(&b, "Stalled").expect("Stalled");
+    assert_eq!(stalled, ConditionStatus::True);
+    assert!(
+        message.contains(&format!(
+            "already the target of CredentialCutover {ns}/split-a"
+        )),
+        "{message}"
+    );
+    let realms = credshift::api::cluster::load(&client, Some(&ns))
+        .await
+        .expect("load");
+    let mut seen: Vec<(String, Vec<String>)> = realms
+        .iter()
+        .map(|r| {
+            (
+                r.policy.realm.clone(),
+                r.cutovers.iter().map(|(c, _)| c.name.clone()).collect(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("other".to_owned(), vec![format!("{ns}/split-other")]),
+            ("wakwak".to_owned(), vec![format!("{ns}/split-a")]),
+        ]
+    );
+}

@@ -6,18 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::Client;
 use kube::api::{Api as KubeApi, ListParams};
-use kube::{Client, ResourceExt};
 use tracing::warn;
 
 use super::Api;
+use crate::engine::assembly::Standing;
 use crate::engine::members::Realm;
-use crate::engine::model::CutoverProgress;
-use crate::engine::validate::validate_cutover;
-use crate::resources::realm_owner_check;
-use crate::resources::{CredentialCutover, CredentialPolicy};
+use crate::resources::{CredentialCutover, CredentialPolicy, assemble};
 
-/// Builds the realms from the cluster's objects.
+/// Builds the realms from the cluster's objects ([`assemble`]); what takes
+/// no part is logged (the controller reports it on the objects).
 pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Vec<Realm>, kube::Error> {
     let (policies, cutovers): (KubeApi<CredentialPolicy>, KubeApi<CredentialCutover>) =
         match namespace {
@@ -28,41 +27,21 @@ pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Vec<Realm>
             None => (KubeApi::all(client.clone()), KubeApi::all(client.clone())),
         };
     let policies = policies.list(&ListParams::default()).await?.items;
-    let mut cutovers = cutovers.list(&ListParams::default()).await?.items;
-    cutovers.sort_by_key(|c| c.creation_timestamp());
-    let mut realms = Vec::new();
-    for p in &policies {
-        let ns = p.namespace().unwrap_or_default();
-        let key = format!("{ns}/{}", p.name_any());
-        if let Err(message) = realm_owner_check(&policies, &p.spec.realm, &key) {
-            warn!(policy = %key, "skipping a CredentialPolicy: {message}");
-            continue;
-        }
-        let Ok(policy) = p.spec.model(&key) else {
-            warn!(policy = %key, "skipping an invalid CredentialPolicy");
-            continue;
-        };
-        let mut own: Vec<crate::engine::model::Cutover> = Vec::new();
-        for c in cutovers.iter().filter(|c| {
-            c.namespace().as_deref() == Some(ns.as_str()) && c.spec.policy_ref.name == p.name_any()
-        }) {
-            let Ok(m) = c.spec.model(&format!("{ns}/{}", c.name_any()), &key) else {
-                continue;
-            };
-            if validate_cutover(&m, Some(&policy), &own).is_empty() {
-                own.push(m);
+    let cutovers = cutovers.list(&ListParams::default()).await?.items;
+    let assembly = assemble(&policies, &cutovers);
+    for (key, standing) in &assembly.policies {
+        match standing {
+            Standing::InForce => {}
+            Standing::Invalid(_) => warn!(policy = %key, "skipping an invalid CredentialPolicy"),
+            Standing::RealmClaimed { message, .. } => {
+                warn!(policy = %key, "skipping a CredentialPolicy: {message}")
             }
         }
-        own.sort_by_key(|c| c.at);
-        realms.push(Realm {
-            policy,
-            cutovers: own
-                .into_iter()
-                .map(|c| (c, CutoverProgress::NotStarted))
-                .collect(),
-        });
     }
-    Ok(realms)
+    for key in assembly.refused.keys() {
+        tracing::debug!(cutover = %key, "skipping a CredentialCutover that cannot run");
+    }
+    Ok(assembly.realms)
 }
 
 /// Keeps `api`'s realms in step with the cluster until the process ends.

@@ -11,17 +11,15 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
-use super::policy::{cutovers_of, key, owns_realm};
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, MANAGER, requeue_after_error};
 use jiff::Timestamp;
 
 use crate::engine::cutover::{Phase, Removal, RemovalChoice, Wait, abort, advance, removal};
 use crate::engine::model::{Problem, describe};
-use crate::engine::validate::validate_cutover;
 use crate::resources::{
     Condition, ConditionStatus, CredentialCutover, CredentialCutoverStatus, CutoverPhase, Progress,
-    merge_conditions,
+    merge_conditions, object_key,
 };
 
 const KIND: &str = "CredentialCutover";
@@ -76,9 +74,7 @@ fn requeue(after: Option<Duration>) -> Action {
 /// which keeps the finalizer) while the cutover goes on being driven and
 /// its `Deleting` condition says why it waits and how to proceed.
 async fn cleanup(cutover: &CredentialCutover, ctx: &Context) -> Result<Action, Error> {
-    let ns = cutover.namespace().unwrap_or_default();
-    let name = cutover.name_any();
-    let cutover_key = key(&ns, &name);
+    let cutover_key = object_key(cutover).to_string();
     let given = cutover.annotations().get(ON_DELETE).cloned();
     let choice = given.as_deref().and_then(RemovalChoice::parse);
     let source = &cutover.spec.split.from;
@@ -200,58 +196,21 @@ async fn reconcile_inner(
                 )
             })
     };
-    let ns = cutover
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(cutover.name_any()))?;
-    let name = cutover.name_any();
     let previous = cutover.status.clone().unwrap_or_default();
     let generation = cutover.metadata.generation;
-    let policy_name = &cutover.spec.policy_ref.name;
 
-    // Dereference and validate.
-    let policy = ctx
-        .policies
-        .state()
-        .into_iter()
-        .find(|p| p.namespace().as_deref() == Some(&ns) && &p.name_any() == policy_name);
-    let mut problems: Vec<Problem> = Vec::new();
-    let policy_model = policy.as_ref().map(|p| {
-        let (model, policy_problems) = p.spec.model_with_problems(&key(&ns, policy_name));
-        if !policy_problems.is_empty() {
-            problems.push(Problem::new(
-                "spec.policyRef.name",
-                format!("CredentialPolicy {policy_name} is invalid; see its Stalled condition"),
-            ));
-        } else if let Err(message) = owns_realm(ctx, &p.spec.realm, &key(&ns, policy_name)) {
-            // A cutover of a policy that does not own its realm must not touch it.
-            problems.push(Problem::new("spec.policyRef.name", message));
-        }
-        model
-    });
-    let model = match cutover.spec.model(&key(&ns, &name), &key(&ns, policy_name)) {
-        Ok(m) => Some(m),
-        Err(p) => {
-            problems.extend(p);
-            None
-        }
-    };
-    if let Some(model) = &model {
-        // Cutovers created earlier take precedence over this one.
-        let earlier: Vec<_> = cutovers_of(ctx, &ns, policy_name)
-            .await?
-            .into_iter()
-            .filter(|(c, _)| {
-                c.name_any() != name && c.creation_timestamp() <= cutover.creation_timestamp()
-            })
-            .filter_map(|(c, _)| {
-                c.spec
-                    .model(&key(&ns, &c.name_any()), &key(&ns, policy_name))
-                    .ok()
-            })
-            .collect();
-        problems.extend(validate_cutover(model, policy_model.as_ref(), &earlier));
+    // Dereference and validate, by the rules every driver uses.
+    let key = object_key(cutover);
+    let assembly = ctx.assembly();
+    let problems: Vec<Problem> = assembly.refused.get(&key).cloned().unwrap_or_default();
+    let found = assembly
+        .cutover(&key)
+        .map(|(realm, c)| (c.clone(), realm.policy.clone()));
+    if found.is_none() && problems.is_empty() {
+        // Not in the controller's cache yet: its watch event follows.
+        return Ok(Some(Duration::from_secs(1)));
     }
-    let (Some(model), Some(policy_model), true) = (model, policy_model, problems.is_empty()) else {
+    let (Some((model, policy_model)), true) = (found, problems.is_empty()) else {
         let message = describe(&problems);
         let was_stalled = find(&previous.conditions, "Stalled")
             .is_some_and(|c| c.status == ConditionStatus::True && c.message == message);

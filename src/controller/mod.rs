@@ -153,6 +153,12 @@ impl Context {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+
+    /// The realms the watched objects make, by the rules every driver
+    /// uses ([`crate::engine::assembly`]).
+    fn assembly(&self) -> crate::engine::assembly::Assembly {
+        crate::resources::assemble(&self.policies.state(), &self.cutovers.state())
+    }
 }
 
 /// The field manager of every status write.

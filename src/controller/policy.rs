@@ -10,23 +10,19 @@ use kube::runtime::controller::Action;
 
 use super::status::{apply_status, conditions, event, find};
 use super::{Context, Error, requeue_after_error};
-use crate::engine::members::{Realm, unheld_in};
+use crate::engine::assembly::Standing;
+use crate::engine::members::unheld_in;
 use crate::engine::model::Policy;
 use crate::engine::model::{CutoverProgress, describe};
 use crate::engine::routing::Route;
 use crate::engine::routing::effective_routing;
 use crate::resources::{
-    Condition, ConditionStatus, CredentialCount, CredentialCutover, CredentialPolicy,
-    CredentialPolicyStatus, RecoveryStatus, RouteStatus, merge_conditions,
+    Condition, ConditionStatus, CredentialCount, CredentialPolicy, CredentialPolicyStatus,
+    RecoveryStatus, RouteStatus, merge_conditions, object_key,
 };
 use crate::store::Store;
 
 const KIND: &str = "CredentialPolicy";
-
-/// `namespace/name`: how the engine and the store name a resource.
-pub fn key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
 
 pub async fn reconcile(policy: Arc<CredentialPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     if let Some(wait) = ctx.not_synced_yet() {
@@ -40,12 +36,6 @@ pub async fn reconcile(policy: Arc<CredentialPolicy>, ctx: Arc<Context>) -> Resu
 
 pub fn error_policy(_policy: Arc<CredentialPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
     requeue_after_error(KIND, error, &ctx)
-}
-
-/// Whether the policy `namespace/name` owns `realm` among the policies the
-/// controller sees ([`crate::engine::ownership`]); `Err` is the message.
-pub fn owns_realm(ctx: &Context, realm: &str, policy: &str) -> Result<(), String> {
-    crate::resources::realm_owner_check(&ctx.policies.state(), realm, policy)
 }
 
 /// The `CredentialsHeld` condition: False, with the count of accounts, for
@@ -119,72 +109,43 @@ async fn stall(
     Ok(())
 }
 
-/// The cutovers of a policy with the progress their checkpoints record.
-pub async fn cutovers_of(
-    ctx: &Context,
-    namespace: &str,
-    policy_name: &str,
-) -> Result<Vec<(Arc<CredentialCutover>, CutoverProgress)>, Error> {
-    let mut out = Vec::new();
-    for c in ctx.cutovers.state() {
-        if c.namespace().as_deref() != Some(namespace) || c.spec.policy_ref.name != policy_name {
-            continue;
-        }
-        let progress = CutoverProgress::from(
-            ctx.store
-                .checkpoint_phase(&key(namespace, &c.name_any()))
-                .await?,
-        );
-        out.push((c, progress));
-    }
-    out.sort_by_key(|(c, _)| c.creation_timestamp());
-    Ok(out)
-}
-
 async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Action, Error> {
-    let ns = policy
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(policy.name_any()))?;
-    let name = policy.name_any();
+    if policy.namespace().is_none() {
+        return Err(Error::NoNamespace(policy.name_any()));
+    }
     let previous = policy.status.clone().unwrap_or_default();
     let generation = policy.metadata.generation;
 
-    let model = match policy.spec.model(&key(&ns, &name)) {
-        Ok(model) => model,
-        Err(problems) => {
+    let key = object_key(policy);
+    let assembly = ctx.assembly();
+    match assembly.policies.get(&key) {
+        Some(Standing::Invalid(problems)) => {
             let status = previous.clone();
-            stall(ctx, policy, status, "InvalidSpec", describe(&problems)).await?;
+            stall(ctx, policy, status, "InvalidSpec", describe(problems)).await?;
             return Ok(Action::await_change());
         }
+        // A second claim on a realm changes nothing in it: Stalled, without
+        // routing or counts, looked at again now and then to take over once
+        // the owner is gone.
+        Some(Standing::RealmClaimed { message, .. }) => {
+            let status = CredentialPolicyStatus::default();
+            stall(ctx, policy, status, "RealmClaimed", message.clone()).await?;
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+        Some(Standing::InForce) | None => {}
+    }
+    // Not in the cache yet: its watch event follows.
+    let Some(realm) = assembly.realm_of(&key) else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     };
 
-    // A second claim on a realm changes nothing in it: Stalled, without
-    // routing or counts, looked at again now and then to take over once
-    // the owner is gone.
-    if let Err(message) = owns_realm(ctx, &model.realm, &key(&ns, &name)) {
-        let status = CredentialPolicyStatus::default();
-        stall(ctx, policy, status, "RealmClaimed", message).await?;
-        return Ok(Action::requeue(Duration::from_secs(10)));
-    }
-
     let now = ctx.now();
-    let cutovers = cutovers_of(ctx, &ns, &name).await?;
-    let mut models = Vec::new();
-    for (c, progress) in &cutovers {
-        // An invalid cutover is reported on itself; it does not route.
-        if let Ok(m) = c.spec.model(&key(&ns, &c.name_any()), &key(&ns, &name)) {
-            models.push((m, *progress));
-        }
-    }
+    let model = realm.policy.clone();
     // Splits the store knows that no object declares any more (a cutover
     // deleted after an abort, pruned, or declared by another driver) route
     // as what they were: no member is sent to a credential it lacks.
     let known = ctx.store.known_splits(&model.realm).await?;
-    let (realm, _) = Realm {
-        policy: model.clone(),
-        cutovers: models,
-    }
-    .remembering(&known);
+    let (realm, _) = realm.with_progress(&ctx.store).await?.remembering(&known);
     let models = realm.cutovers;
     let routing = effective_routing(&model, &models, now);
     // Recounted at once when a cutover starts or ends: the counts change most then.
@@ -195,7 +156,7 @@ async fn reconcile_inner(policy: &CredentialPolicy, ctx: &Context) -> Result<Act
         .join(",");
     let (counts, accounts) = ctx
         .realm_counts
-        .get_or_count(&ctx.store, &key(&ns, &name), &model, &stage)
+        .get_or_count(&ctx.store, &key.to_string(), &model, &stage)
         .await?;
     let rc = ctx.store.recovery_counts(&model.realm).await?;
     let recovery = RecoveryStatus {

@@ -9,7 +9,6 @@ use kube::ResourceExt;
 use tracing::warn;
 
 use super::Context;
-use super::policy::key;
 use super::status::event;
 use crate::engine::members::Realm;
 use crate::engine::outbox::{Transport, deliver_due};
@@ -38,7 +37,7 @@ pub async fn sweep_and_deliver(ctx: Arc<Context>, delivery: Option<(Transport, S
                 .iter()
                 .filter_map(|p| {
                     let ns = p.namespace()?;
-                    let policy = p.spec.model(&key(&ns, &p.name_any())).ok()?;
+                    let policy = p.spec.model(&format!("{ns}/{}", p.name_any())).ok()?;
                     Some(Realm {
                         policy,
                         cutovers: Vec::new(),

@@ -9,7 +9,10 @@
 //! - [`blocklist`]: the common and breached passwords a policy may refuse.
 //! - [`guesses`]: the limit on failed guesses, with no write on success.
 //! - [`ownership`]: which policy a realm belongs to when several claim it.
+//! - [`assembly`]: from declared policies and cutovers to realms, by one
+//!   precedence rule, for every driver.
 
+pub mod assembly;
 pub mod blocklist;
 pub mod cutover;
 pub mod guesses;

@@ -8,6 +8,7 @@
 
 mod condition;
 mod cutover;
+mod declared;
 mod duration;
 mod model;
 mod policy;
@@ -18,12 +19,12 @@ pub use cutover::{
     CredentialCutover, CredentialCutoverSpec, CredentialCutoverStatus, CutoverPhase, InitialValue,
     PolicyRef, Progress, SplitSpec, WindowAction,
 };
+pub use declared::{assemble, declared_cutover, declared_policy, object_key};
 pub use duration::{GoDuration, parse_go_duration};
 pub use policy::{
     CredentialCount, CredentialPolicy, CredentialPolicySpec, CredentialPolicyStatus,
     CredentialSpec, HashingSpec, MailTemplate, PasswordRules, RateLimitSpec, RecoveryMode,
     RecoverySpec, RecoveryStatus, RouteStatus, SelfServiceRecovery, TemporaryPasswordSpec,
-    realm_owner_check,
 };
 
 use kube::CustomResourceExt;

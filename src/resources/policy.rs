@@ -393,33 +393,3 @@ pub struct CredentialCount {
     /// Members holding it.
     pub accounts: i64,
 }
-
-/// Whether the policy `namespace/name` owns `realm` among `policies`, by
-/// the rule of [`crate::engine::ownership`]; `Err` is the message saying
-/// which policy does.
-pub fn realm_owner_check<P: std::borrow::Borrow<CredentialPolicy>>(
-    policies: &[P],
-    realm: &str,
-    policy: &str,
-) -> Result<(), String> {
-    use crate::engine::ownership::{self, Claim};
-    use kube::ResourceExt as _;
-    let keys: Vec<String> = policies
-        .iter()
-        .map(|p| {
-            let p = p.borrow();
-            format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
-        })
-        .collect();
-    let claims: Vec<Claim<'_>> = policies
-        .iter()
-        .zip(&keys)
-        .map(|(p, k)| Claim {
-            realm: &p.borrow().spec.realm,
-            policy: k,
-            created: p.borrow().creation_timestamp().map(|t| t.0),
-        })
-        .collect();
-    ownership::check(realm, policy, &claims)
-        .map_err(|owner| ownership::not_owner_message(realm, owner))
-}
