@@ -6,7 +6,8 @@
 //! 2 the command could not do its work (bad input, store unreachable, usage).
 
 mod accounts;
-mod files;
+mod controller;
+mod plan_apply;
 mod serve;
 
 use std::process::ExitCode;
@@ -46,10 +47,10 @@ pub enum Command {
     Accounts(accounts::AccountsCommand),
     /// Shows what `apply` would do with the manifests: per cutover, accounts
     /// in scope, already split, to copy, and an ETA. Writes nothing.
-    Plan(files::FilesArgs),
+    Plan(plan_apply::FilesArgs),
     /// Reconciles the manifests against the store (SQLite by default) until
     /// every due cutover is complete, then prints a status table.
-    Apply(files::FilesArgs),
+    Apply(plan_apply::FilesArgs),
     /// Serves the member-facing API (verify, change, recovery, help-desk
     /// reset) for the policies in the given manifests.
     Serve(Box<serve::ServeArgs>),
@@ -59,7 +60,7 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
     /// objects (leader election, /healthz, /readyz, /metrics on --health-addr).
-    Controller(crate::controller::ControllerArgs),
+    Controller(controller::ControllerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,11 +152,11 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Accounts(cmd) => accounts::run(cmd).await,
             Command::Controller(args) => {
-                crate::controller::run(args).await?;
+                crate::controller::run(args.into()).await?;
                 Ok(EXIT_OK)
             }
-            Command::Plan(args) => files::plan_cmd(args).await,
-            Command::Apply(args) => files::apply_cmd(args).await,
+            Command::Plan(args) => plan_apply::plan_cmd(args).await,
+            Command::Apply(args) => plan_apply::apply_cmd(args).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credshift::engine::{EngineError, Passwords, VerifyOutcome};
+use credshift::files::members::{self as import, Format, ImportOptions, ImportSummary, RowNote};
 use credshift::hashing::{Argon2Params, HashPool, Secret};
-use credshift::import::{self, Format, ImportOptions, ImportSummary, RowNote};
 use credshift::store::{Account, CredentialWrite, Expected, Store, StoreError, WriteKind};
 use jiff::Timestamp;
 use sqlx::Connection as _;

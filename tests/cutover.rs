@@ -1230,12 +1230,12 @@ async fn import_after_completion(db: TestStore) {
                 format!("login_id,base_email,login,mail\n{login_id},x@wakwak.example.jp,\"{login}\",\"{mail}\"\n"),
             )
             .expect("csv");
-            credshift::import::import_file(
+            credshift::files::members::import_file(
                 &store,
                 "wakwak",
                 &path,
-                credshift::import::Format::Csv,
-                credshift::import::ImportOptions::batches_of(100),
+                credshift::files::members::Format::Csv,
+                credshift::files::members::ImportOptions::batches_of(100),
                 after(),
                 |note| panic!("{note:?}"),
             )

@@ -64,7 +64,8 @@ impl Tokens {
         let mut entries = Vec::new();
         for (i, t) in file.tokens.into_iter().enumerate() {
             let field = |f: &str| format!("{}: tokens[{i}].{f}", path.display());
-            crate::validate::name(&t.channel).map_err(|e| format!("{} {e}", field("channel")))?;
+            crate::names::Name::parse(&t.channel)
+                .map_err(|e| format!("{} {e}", field("channel")))?;
             let digest = hex_digest(&t.sha256)
                 .ok_or_else(|| format!("{} must be 64 hex characters", field("sha256")))?;
             if t.realms.is_empty() {

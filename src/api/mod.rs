@@ -291,7 +291,7 @@ impl Api {
         realm: &str,
         login_id: &str,
     ) -> Result<Option<Account>, EngineError> {
-        if crate::validate::login_id(login_id).is_err() {
+        if crate::names::LoginId::parse(login_id).is_err() {
             return Ok(None);
         }
         Ok(self
@@ -414,7 +414,7 @@ fn bounded(field: &'static str, password: String) -> Result<Secret, Response> {
 fn client_of<'a>(client: Option<&'a str>, caller: &'a Caller) -> Result<&'a str, Response> {
     match client {
         None => Ok(&caller.name),
-        Some(c) => crate::validate::client(c).map(|()| c).map_err(|e| {
+        Some(c) => crate::names::ClientId::parse(c).map(|_| c).map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client",
@@ -526,7 +526,7 @@ async fn verify(
     };
     // A login ID that cannot exist is looked up nowhere, counted nowhere,
     // hashed against nothing, and answered alike.
-    if crate::validate::login_id(&req.login_id).is_err() {
+    if crate::names::LoginId::parse(&req.login_id).is_err() {
         return denied_after_pad().await;
     }
     let streak = format!("{}/{}/{}", req.realm, req.login_id, req.purpose);
@@ -664,7 +664,7 @@ async fn change(
             "the current password is wrong",
         )
     };
-    if crate::validate::login_id(&req.login_id).is_err() {
+    if crate::names::LoginId::parse(&req.login_id).is_err() {
         return wrong_after_pad().await;
     }
     let streak = format!("{}/{}/{}", req.realm, req.login_id, req.purpose);

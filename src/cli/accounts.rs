@@ -8,8 +8,8 @@ use jiff::Timestamp;
 
 use super::{EXIT_NEGATIVE, EXIT_OK, Failure, HashArgs, StoreArgs};
 use crate::engine::{Passwords, VerifyOutcome};
+use crate::files::members::{self, Format, ImportOptions, ImportSummary, RowNote, Sharing};
 use crate::hashing::{HashPool, Secret};
-use crate::import::{self, Format, ImportOptions, ImportSummary, RowNote, Sharing};
 use crate::store::{Account, CheckpointPhase, Store};
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +90,7 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
             let store = store.open().await?;
             let format = format.unwrap_or_else(|| Format::from_path(&file));
             let shown = file.display().to_string();
-            let summary = import::import_file(
+            let summary = members::import_file(
                 &store,
                 &realm,
                 &file,
@@ -104,10 +104,7 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
                     },
                 },
                 Timestamp::now(),
-                |note| match note {
-                    RowNote::Failed(p) => eprintln!("{shown}:{}: error: {}", p.line, p.message),
-                    RowNote::Kept(p) => eprintln!("{shown}:{}: note: {}", p.line, p.message),
-                },
+                row_notes_to_stderr(&shown),
             )
             .await?;
             println!(
@@ -213,7 +210,8 @@ pub async fn run(cmd: AccountsCommand) -> Result<u8, Failure> {
             credential,
             login_id,
         } => {
-            crate::validate::name(&credential).map_err(|e| Failure(format!("--credential {e}")))?;
+            crate::names::Name::parse(&credential)
+                .map_err(|e| Failure(format!("--credential {e}")))?;
             let password = read_password()?;
             let store = store.open().await?;
             let account = find(&store, &realm, &login_id).await?;
@@ -266,6 +264,14 @@ fn read_password() -> Result<Secret, Failure> {
 
 /// Says which rows an import gave the targets of cutovers completed before
 /// it, and from which cutovers.
+/// Prints each row an import failed or kept as stored, at `file:line`.
+pub(super) fn row_notes_to_stderr(shown: &str) -> impl FnMut(RowNote) + '_ {
+    move |note| match note {
+        RowNote::Failed(p) => eprintln!("{shown}:{}: error: {}", p.line, p.message),
+        RowNote::Kept(p) => eprintln!("{shown}:{}: note: {}", p.line, p.message),
+    }
+}
+
 pub(super) async fn note_given_by_cutovers(
     store: &Store,
     realm: &str,

@@ -10,8 +10,8 @@ use tracing::warn;
 
 use super::{EXIT_OK, Failure, StoreArgs};
 use crate::api::{self, Throttle, Tokens};
+use crate::courier::{self, Transport};
 use crate::engine::model::Recovery;
-use crate::engine::outbox::{Transport, deliver_due};
 use crate::hashing::{HashPool, OUTBOX_KEY_ENV, PoolSize, Sealer};
 use crate::resources::parse_go_duration;
 
@@ -236,30 +236,26 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
             Duration::from_secs(5),
         ));
     }
-    if let (Some(transport), Some(sealer)) = (transport, sealer) {
-        let (store, realms, mut stop) = (store.clone(), model.realms.clone(), stop_rx.clone());
+    {
+        // Tickets are swept, and with a transport and the outbox key the
+        // due mail is delivered, by this process until it stops.
+        let delivery = transport.zip(sealer);
+        let (store, api, mut stop) = (store.clone(), api.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            loop {
-                let now = Timestamp::now();
-                if let Err(e) = deliver_due(&store, &sealer, &transport, &realms, now).await {
-                    warn!(error = %e, "mail delivery round failed");
-                }
-                if let Err(e) = store
-                    .sweep_tickets(now, Duration::from_secs(7 * 86_400))
-                    .await
-                {
-                    warn!(error = %e, "ticket sweep failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.changed() => break,
-                }
+            let realms = || {
+                let api = api.clone();
+                async move { api.realms.read().await.clone() }
+            };
+            let after = |_| std::future::ready(());
+            tokio::select! {
+                () = courier::run_duties(store, delivery, realms, after) => {}
+                _ = stop.changed() => {}
             }
         });
     }
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let shutdown = async move {
-        crate::controller::shutdown_signal().await;
+        crate::shutdown::requested().await;
         let _ = stop_tx.send(true);
     };
     api::serve(api, args.listen, tls, limits, shutdown)

@@ -3,6 +3,7 @@
 //! and writes what it finds to their status. Only the holder of a
 //! coordination Lease runs the reconcilers, so two replicas never both write.
 
+mod backoff;
 mod cutover;
 mod health;
 mod metrics;
@@ -31,51 +32,45 @@ use tracing::{info, warn};
 use crate::resources::{CredentialCutover, CredentialPolicy};
 use crate::store::Store;
 
-/// Flags of `credshift controller`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ControllerArgs {
-    #[command(flatten)]
-    pub store: crate::cli::StoreArgs,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "CREDSHIFT_WATCH_NAMESPACE")]
+/// How `credshift controller` runs (its flags, parsed by the command line).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store URL.
+    pub store: String,
+    /// Watch only this namespace (`None`: all namespaces).
     pub namespace: Option<String>,
-    /// Namespace of the leader-election Lease (in a cluster: the pod's namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    /// Namespace and name of the leader-election Lease.
     pub lease_namespace: String,
-    /// Name of the leader-election Lease.
-    #[arg(
-        long,
-        env = "CREDSHIFT_LEASE_NAME",
-        default_value = "credshift-controller"
-    )]
     pub lease_name: String,
-    /// This replica's identity in the Lease (in a cluster: the pod's name).
-    #[arg(long, env = "POD_NAME")]
+    /// This replica's identity in the Lease (`None`: host name and pid).
     pub identity: Option<String>,
-    /// Lease duration in seconds: how long a dead leader blocks the others.
-    #[arg(long, env = "CREDSHIFT_LEASE_SECONDS", default_value_t = 15)]
+    /// How long a dead leader blocks the others, in seconds.
     pub lease_seconds: u64,
     /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "CREDSHIFT_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     pub health_addr: SocketAddr,
-    /// How often a running cutover writes its progress to status (Go duration).
-    #[arg(long, env = "CREDSHIFT_PROGRESS_INTERVAL", default_value = "1s", value_parser = parse_interval)]
+    /// How often a running cutover writes its progress to status.
     pub progress_interval: Duration,
-    /// Deliver recovery mail through this SMTP relay (smtp://HOST[:PORT]).
-    /// Needs CREDSHIFT_OUTBOX_KEY, the same key the API servers seal with.
-    #[arg(long, env = "CREDSHIFT_SMTP")]
+    /// The SMTP relay recovery mail goes through (`smtp://HOST[:PORT]`).
     pub smtp: Option<String>,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    crate::resources::parse_go_duration(s).map(|d| d.max(Duration::from_millis(10)))
-}
-
-/// Why the controller stopped or a reconcile failed.
+/// Why the controller stopped or a reconcile failed, by the step that
+/// failed: connecting at start, a request to the API server, writing a
+/// status, the finalizer, the store, the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot reach the Kubernetes API server: {0}")]
+    Connect(kube::Error),
+    #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    #[error("cannot write the status of {object}: {source}")]
+    StatusWrite {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot add or remove the finalizer {finalizer}: {0}", finalizer = cutover::FINALIZER)]
+    FinalizerPatch(kube::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -100,7 +95,7 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
         use kube::runtime::finalizer::Error as F;
         match e {
             F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
+            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::FinalizerPatch(e),
             other => Error::Finalizer(other.to_string()),
         }
     }
@@ -110,7 +105,10 @@ impl Error {
     /// A CamelCase reason for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
+            Error::Connect(_) => "Connect",
             Error::Kube(_) => "KubeApi",
+            Error::StatusWrite { .. } => "StatusWrite",
+            Error::FinalizerPatch(_) => "FinalizerPatch",
             Error::Store(_) => "Store",
             Error::Engine(_) => "Engine",
             Error::Lease(_) => "Lease",
@@ -140,6 +138,8 @@ pub struct Context {
     pub synced: Arc<std::sync::atomic::AtomicBool>,
     /// Each policy's last realm-wide counts, reused for `COUNTS_MAX_AGE`.
     pub realm_counts: policy::CountsCache,
+    /// Failures in a row per object, for [`requeue_after_error`].
+    pub backoff: backoff::Backoff,
 }
 
 impl Context {
@@ -166,10 +166,11 @@ pub const MANAGER: &str = "credshift-controller";
 
 /// Runs until SIGTERM or SIGINT. Fails fast, with a clear message, when the
 /// API server or the store cannot be reached at start.
-pub async fn run(args: ControllerArgs) -> Result<(), Error> {
+pub async fn run(args: Config) -> Result<(), Error> {
     let delivery = match &args.smtp {
         Some(url) => {
-            let transport = crate::engine::outbox::Transport::smtp(url).map_err(Error::Config)?;
+            let transport =
+                crate::courier::Transport::smtp(url).map_err(|e| Error::Config(e.to_string()))?;
             let sealer = crate::hashing::Sealer::from_env()
                 .map_err(Error::Config)?
                 .ok_or_else(|| {
@@ -179,10 +180,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         }
         None => None,
     };
-    let client = Client::try_default().await?;
-    let version = client.apiserver_version().await?;
+    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let version = client.apiserver_version().await.map_err(Error::Connect)?;
     info!(version = %version.git_version, "connected to the Kubernetes API server");
-    let store = Store::open(&args.store.url).await?;
+    let store = Store::open(&args.store).await?;
     info!(store = store.url(), "store opened");
 
     let metrics = Metrics::default();
@@ -219,7 +220,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     readiness.synced.store(true, Ordering::Relaxed);
     info!(%identity, lease = %args.lease_name, "waiting for leadership");
 
-    let signal = shutdown_signal();
+    let signal = crate::shutdown::requested();
     tokio::pin!(signal);
     let mut reconcilers: Option<tokio::task::JoinHandle<()>> = None;
     loop {
@@ -274,29 +275,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 /// Runs both controllers until aborted (on loss of leadership or shutdown).
 /// What the leader's tasks need.
 struct Leader {
@@ -306,7 +284,7 @@ struct Leader {
     namespace: Option<String>,
     identity: String,
     readiness: health::Readiness,
-    delivery: Option<(crate::engine::outbox::Transport, crate::hashing::Sealer)>,
+    delivery: Option<(crate::courier::Transport, crate::hashing::Sealer)>,
     progress_interval: Duration,
 }
 
@@ -353,6 +331,7 @@ async fn reconcile_all(leader: Leader) {
         refresh_policies,
         synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         realm_counts: policy::CountsCache::default(),
+        backoff: backoff::Backoff::default(),
     });
 
     // A policy's status shows its cutovers; a cutover depends on its policy.
@@ -456,10 +435,32 @@ where
     {}
 }
 
-/// Requeue after a failed reconcile: quickly at first; the controller's own
-/// backoff spaces repeated failures.
-fn requeue_after_error(kind: &'static str, error: &Error, ctx: &Context) -> Action {
+/// Requeue after a failed reconcile of `key`: after a second at first,
+/// doubling per failure in a row of the same object up to five minutes
+/// ([`backoff`]).
+fn requeue_after_error(
+    kind: &'static str,
+    key: &crate::engine::assembly::ObjectKey,
+    error: &Error,
+    ctx: &Context,
+) -> Action {
     ctx.metrics.failed(kind, error.reason());
-    warn!(kind, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    let wait = ctx.backoff.failed(kind, key);
+    warn!(kind, object = %key, reason = error.reason(), retry_in = ?wait, %error, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// Ends a reconcile of `key`: its time in the metrics, and a success
+/// resets its backoff.
+fn reconciled(
+    kind: &'static str,
+    key: &crate::engine::assembly::ObjectKey,
+    started: std::time::Instant,
+    result: &Result<Action, Error>,
+    ctx: &Context,
+) {
+    ctx.metrics.reconciled(kind, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(kind, key);
+    }
 }

@@ -60,6 +60,23 @@ pub struct Advance {
     pub wait: Option<Duration>,
 }
 
+impl Advance {
+    /// A cutover at `phase` that nothing has moved yet in this call.
+    pub fn nothing_yet(phase: Phase, checkpoint: Option<Checkpoint>) -> Advance {
+        Advance {
+            phase,
+            checkpoint,
+            batches: 0,
+            rate: None,
+            started: false,
+            completed: false,
+            retired: false,
+            window_exceeded: false,
+            wait: None,
+        }
+    }
+}
+
 fn split<'a>(policy: &'a Policy, cutover: &'a Cutover) -> SplitRef<'a> {
     SplitRef {
         cutover: &cutover.name,
@@ -151,17 +168,7 @@ pub async fn advance(
     budget: Duration,
 ) -> Result<Advance, EngineError> {
     let split = split(policy, cutover);
-    let mut out = Advance {
-        phase: Phase::Scheduled,
-        checkpoint: store.checkpoint(&cutover.name).await?,
-        batches: 0,
-        rate: None,
-        started: false,
-        completed: false,
-        retired: false,
-        window_exceeded: false,
-        wait: None,
-    };
+    let mut out = Advance::nothing_yet(Phase::Scheduled, store.checkpoint(&cutover.name).await?);
     let t = now();
     out.phase = phase_of(cutover, out.checkpoint.as_ref(), t);
     match out.phase {

@@ -1,16 +1,21 @@
-//! The engine: credential rules that hold whatever drives them (the
-//! Kubernetes controller, `credshift plan/apply`, the HTTP API). It knows the
-//! store and the hashing, and nothing of Kubernetes, HTTP or files.
+//! The engine: the credential rules, whatever drives them (the Kubernetes
+//! controller, the file driver, the HTTP API). It reads and writes the store
+//! and hashes through [`crate::hashing`]; it does no other I/O and knows
+//! nothing of Kubernetes, HTTP or files.
 //!
-//! - [`model`]: the plain policy and cutover the drivers build from resources.
-//! - [`routing`]: which credential answers a purpose at an instant.
-//! - [`validate`]: rules across fields and objects the schema cannot express.
-//! - [`passwords`]: verify (with upgrade of legacy hashes) and set.
-//! - [`blocklist`]: the common and breached passwords a policy may refuse.
-//! - [`guesses`]: the limit on failed guesses, with no write on success.
-//! - [`ownership`]: which policy a realm belongs to when several claim it.
+//! - [`model`]: the plain policy and cutover the drivers declare.
 //! - [`assembly`]: from declared policies and cutovers to realms, by one
-//!   precedence rule, for every driver.
+//!   precedence rule, for every driver; [`ownership`]: which policy a realm
+//!   belongs to; [`validate`]: rules across fields and objects the schema
+//!   cannot express.
+//! - [`routing`]: which credential answers a purpose at an instant.
+//! - [`cutover`]: plan, backfill, complete, retire and abort a split; what
+//!   removing a cutover may do; what members imported after one get.
+//! - [`members`]: verify and change by purpose and channel; [`passwords`]:
+//!   verify (upgrading legacy hashes) and set; [`blocklist`]: common
+//!   passwords; [`guesses`]: the limit on failed guesses.
+//! - [`recovery`]: temporary passwords and help-desk resets; [`outbox`]:
+//!   the delivery round, handing mail to a driver's courier.
 
 pub mod assembly;
 pub mod blocklist;

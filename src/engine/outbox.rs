@@ -1,12 +1,12 @@
 //! Delivering the outbox: render each due mail from its policy's template,
-//! send it, erase the payload; retry with backoff; dead-letter at last.
+//! hand it to a [`Courier`], erase the payload; retry with backoff;
+//! dead-letter at last. How mail leaves (an SMTP relay, a directory) is the
+//! drivers' ([`crate::courier`]); the rules of the round are here.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 
 use jiff::Timestamp;
-use lettre::message::{Mailbox, header::ContentType};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::EngineError;
 use super::members::Realm;
@@ -15,34 +15,30 @@ use super::recovery::{MAX_ATTEMPTS, MailPayload, retry_delay};
 use crate::hashing::Sealer;
 use crate::store::Store;
 
-/// Where mails go.
-#[derive(Clone)]
-pub enum Transport {
-    /// An SMTP relay (`smtp://host:port`, plain; the relay is local to the cluster).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// `.eml` files in a directory, for local use with `credshift apply`.
-    Directory(PathBuf),
+/// A recovery mail, rendered and ready to leave. Its body holds a
+/// temporary password: erased when dropped.
+pub struct Mail {
+    /// The outbox row (unique: names a mail written to a directory).
+    pub id: i64,
+    pub realm: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
 }
 
-impl Transport {
-    /// From `smtp://host[:port]` or a directory path.
-    pub fn smtp(url: &str) -> Result<Transport, String> {
-        let rest = url
-            .strip_prefix("smtp://")
-            .ok_or_else(|| format!("{url:?}: expected smtp://HOST[:PORT]"))?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>().map_err(|_| format!("{url:?}: bad port"))?,
-            ),
-            None => (rest, 25),
-        };
-        Ok(Transport::Smtp(
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                .port(port)
-                .build(),
-        ))
+impl Drop for Mail {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.body.zeroize();
+        self.subject.zeroize();
     }
+}
+
+/// What takes a mail away. An error is said in words for the outbox row
+/// and the log: it never holds the mail's body.
+pub trait Courier {
+    fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// What one delivery round did.
@@ -65,10 +61,10 @@ fn render(template: &str, payload: &MailPayload) -> String {
 
 /// Sends every due mail once. `realms` supplies the templates
 /// (`policy/credential` → the credential's self-service mail).
-pub async fn deliver_due(
+pub async fn deliver_due<C: Courier>(
     store: &Store,
     sealer: &Sealer,
-    transport: &Transport,
+    courier: &C,
     realms: &[Realm],
     now: Timestamp,
 ) -> Result<DeliveryReport, EngineError> {
@@ -104,32 +100,15 @@ pub async fn deliver_due(
             let (from, subject, body) = templates
                 .get(&mail.template)
                 .ok_or_else(|| format!("no self-service mail template {}", mail.template))?;
-            let message = Message::builder()
-                .from(
-                    from.parse::<Mailbox>()
-                        .map_err(|e| format!("mail.from: {e}"))?,
-                )
-                .to(mail
-                    .recipient
-                    .parse::<Mailbox>()
-                    .map_err(|e| format!("recipient: {e}"))?)
-                .subject(render(subject, &payload))
-                .header(ContentType::TEXT_PLAIN)
-                .body(render(body, &payload))
-                .map_err(|e| format!("cannot build the mail: {e}"))?;
-            match transport {
-                Transport::Smtp(smtp) => smtp
-                    .send(message)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("SMTP: {e}")),
-                Transport::Directory(dir) => {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                    let path = dir.join(format!("{}-{}.eml", mail.realm, mail.id));
-                    std::fs::write(&path, message.formatted())
-                        .map_err(|e| format!("{}: {e}", path.display()))
-                }
-            }
+            let outgoing = Mail {
+                id: mail.id,
+                realm: mail.realm.clone(),
+                from: from.clone(),
+                to: mail.recipient.clone(),
+                subject: render(subject, &payload),
+                body: render(body, &payload),
+            };
+            courier.send(&outgoing).await
         }
         .await;
         match failure {

@@ -263,6 +263,10 @@ pub fn retry_delay(attempts: i64) -> Duration {
 /// Attempts before a mail is dead-lettered.
 pub const MAX_ATTEMPTS: i64 = 8;
 
+/// How long used, expired and revoked tickets are kept for the record
+/// before they are purged.
+pub const KEEP_CLOSED_TICKETS: Duration = Duration::from_secs(7 * 86_400);
+
 #[cfg(test)]
 mod tests {
     use super::*;

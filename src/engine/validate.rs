@@ -8,7 +8,7 @@ use super::model::{Cutover, MIN_TEMP_PASSWORD_BITS, Policy, Problem, Recovery};
 pub fn validate_policy(policy: &Policy) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (purpose, credential) in &policy.purposes {
-        if let Err(e) = crate::validate::name(purpose) {
+        if let Err(e) = crate::names::Name::parse(purpose) {
             problems.push(Problem::new(
                 format!("spec.purposes[{purpose:?}]"),
                 format!("purpose name {e}"),

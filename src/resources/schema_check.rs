@@ -23,7 +23,7 @@ pub fn check(crd: &Value, value: &Value) -> Vec<Violation> {
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
     {
-        Some(name) if crate::validate::name(name).is_ok() || is_dns_subdomain(name) => {}
+        Some(name) if crate::names::Name::parse(name).is_ok() || is_dns_subdomain(name) => {}
         Some(_) => out.push(Violation {
             path: "metadata.name".into(),
             message: "must be a lower-case DNS subdomain (a-z, 0-9, '-', '.')".into(),
@@ -47,7 +47,7 @@ fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
-            crate::validate::name(label).is_ok() || label.chars().all(|c| c.is_ascii_digit())
+            crate::names::Name::parse(label).is_ok() || label.chars().all(|c| c.is_ascii_digit())
         })
 }
 

@@ -11,7 +11,7 @@ use sqlx::AssertSqlSafe;
 
 use super::{AuditEntry, Store, StoreError, audit, millis};
 
-/// One validated input row (the parsing lives in [`crate::import`]).
+/// One validated input row (the parsing lives in [`crate::files::members`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ImportRow {
     /// Where the row came from, for messages.

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::accounts::note_given_by_cutovers;
+use super::accounts::{note_given_by_cutovers, row_notes_to_stderr};
 use super::{EXIT_OK, Failure, StoreArgs};
 use crate::engine::cutover::{Phase, advance, measure_rate, plan};
+use crate::files::members::{self, Format, ImportOptions};
 use crate::files::{self, InputError, Model};
-use crate::import::{self, Format, ImportOptions, RowNote};
 use crate::store::Store;
 
 /// Flags shared by plan and apply.
@@ -189,17 +189,14 @@ pub async fn apply_cmd(args: FilesArgs) -> Result<u8, Failure> {
     for file in &manifests.members {
         let realm = &model.realms[0].policy.realm;
         let shown = file.display().to_string();
-        let summary = import::import_file(
+        let summary = members::import_file(
             &store,
             realm,
             file,
             Format::from_path(file),
             ImportOptions::batches_of(1000),
             now(),
-            |note| match note {
-                RowNote::Failed(p) => eprintln!("{shown}:{}: error: {}", p.line, p.message),
-                RowNote::Kept(p) => eprintln!("{shown}:{}: note: {}", p.line, p.message),
-            },
+            row_notes_to_stderr(&shown),
         )
         .await?;
         println!(

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::engine::cutover::given_by_completed_splits;
 use crate::hashing;
+use crate::names::{Email, LoginId, Name};
 use crate::store::{ImportOutcome, ImportRow, Store, StoreError};
-use crate::validate;
 
 /// Input file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,7 +120,7 @@ pub async fn import_file(
     now: Timestamp,
     mut note: impl FnMut(RowNote),
 ) -> Result<ImportSummary, ImportError> {
-    validate::name(realm).map_err(|reason| ImportError::File {
+    Name::parse(realm).map_err(|reason| ImportError::File {
         path: path.to_owned(),
         reason: format!("realm {realm:?} {reason}"),
     })?;
@@ -221,8 +221,8 @@ fn check_row(
     credentials: Vec<(String, String)>,
 ) -> Parsed {
     let problem = |message: String| RowProblem { line, message };
-    validate::login_id(login_id).map_err(|e| problem(format!("field login_id {e}")))?;
-    validate::email(base_email).map_err(|e| problem(format!("field base_email {e}")))?;
+    LoginId::parse(login_id).map_err(|e| problem(format!("field login_id {e}")))?;
+    Email::parse(base_email).map_err(|e| problem(format!("field base_email {e}")))?;
     for (name, hash) in &credentials {
         hashing::validate(hash)
             .and_then(|_| hashing::check_ceiling(hash))
@@ -239,7 +239,7 @@ fn check_row(
 
 fn check_credential_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), String> {
     for name in names {
-        validate::name(name).map_err(|e| format!("credential column {name:?} {e}"))?;
+        Name::parse(name).map_err(|e| format!("credential column {name:?} {e}"))?;
     }
     Ok(())
 }
