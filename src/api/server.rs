@@ -33,6 +33,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
+use super::ServeError;
+
 /// What one client may hold, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -54,27 +56,27 @@ impl Default for Limits {
 }
 
 /// Loads a PEM certificate chain and private key for HTTPS.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
-    let key_der =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+        .map_err(|e| ServeError::Tls(format!("TLS certificate {}: {e}", cert.display())))?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Tls(format!("TLS key {}: {e}", key.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
+    .map_err(|e| ServeError::Tls(format!("TLS: {e}")))?
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
     .map_err(|e| {
-        format!(
+        ServeError::Tls(format!(
             "TLS certificate {} / key {}: {e}",
             cert.display(),
             key.display()
-        )
+        ))
     })?;
     Ok(Arc::new(config))
 }
@@ -87,10 +89,8 @@ pub async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("listener address: {e}"))?;
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::Socket)?;
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.request_timeout,
         request_deadline,
@@ -152,10 +152,10 @@ pub async fn run(
 }
 
 /// Binds `addr`, for [`run`].
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("listen on {addr}: {e}"))
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 /// Serves one connection until it closes, times out or the server stops.
@@ -234,11 +234,12 @@ async fn request_deadline(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            let mut response = super::error(
+            let mut response = super::ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "the request took too long",
-            );
+            )
+            .into_response();
             response.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),

@@ -113,7 +113,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         None
     };
     let realms = match &client {
-        Some(client) => crate::api::cluster::load(client, args.namespace.as_deref())
+        Some(client) => api::cluster::load(client, args.namespace.as_deref())
             .await
             .map_err(|e| Failure(format!("cannot read the policies from the cluster: {e}")))?,
         None => {
@@ -198,8 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         throttle,
         HashPool::new(size),
     )
-    .await
-    .map_err(Failure)?;
+    .await?;
     if limits.request_timeout <= api.min_denial_time() {
         return Err(Failure(format!(
             "--request-timeout {} must be longer than the padding of denied answers ({} ms)",
@@ -229,7 +228,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         });
     }
     if let Some(client) = client {
-        tokio::spawn(crate::api::cluster::follow(
+        tokio::spawn(api::cluster::follow(
             api.clone(),
             client,
             args.namespace.clone(),
@@ -258,8 +257,6 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         crate::shutdown::requested().await;
         let _ = stop_tx.send(true);
     };
-    api::serve(api, args.listen, tls, limits, shutdown)
-        .await
-        .map_err(Failure)?;
+    api::serve(api, args.listen, tls, limits, shutdown).await?;
     Ok(EXIT_OK)
 }

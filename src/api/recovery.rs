@@ -1,0 +1,149 @@
+//! Forgotten passwords. `POST /v1/recovery`: self-service, a temporary
+//! password mailed to the member's base e-mail address (the member
+//! support password); always the same answer, whether or not the account
+//! exists. `POST /v1/helpdesk/reset`: the help desk gives the member a
+//! temporary password (the only way for the connection password).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Api;
+use super::answer::{Answer, ApiError, reply};
+use super::request::{caller_with_progress, client_of};
+use crate::engine::recovery::HelpdeskCaller;
+use crate::store::AccountState;
+
+#[derive(Deserialize)]
+pub(super) struct RecoveryRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+    /// Who asks, as the caller sees it (the member's address): the key of
+    /// the per-client limit, so that one person cannot use up the portal's.
+    #[serde(default)]
+    client: Option<String>,
+}
+
+pub(super) async fn recovery(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<RecoveryRequest>,
+) -> Answer {
+    let started = Instant::now();
+    let (caller, realm) = caller_with_progress(&api, &headers, &req.realm).await?;
+    let now = Timestamp::now();
+    let client = client_of(req.client.as_deref(), &caller)?;
+    // Decided on the client alone, before the account is looked up.
+    api.rate_limited(
+        ("recovery", "rate_limited", "client"),
+        &format!("{}/{client}", req.realm),
+        api.throttle.recovery_per_client,
+        now,
+    )
+    .await?;
+    let sealer = api
+        .sealer
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("no outbox key configured"))?;
+    let account = api.active_account(&req.realm, &req.login_id).await?;
+    let outcome = realm
+        .request_recovery(&api.store, sealer, account.as_ref(), &req.purpose, now)
+        .await?;
+    // The public metrics must not tell an issued ticket from an unknown
+    // account; the outcome goes to the (ops-only) debug log.
+    api.count("recovery", "accepted");
+    tracing::debug!(realm = %req.realm, outcome = outcome.name(), "recovery request");
+    api.throttle.pad(started).await;
+    Ok(reply(StatusCode::ACCEPTED, json!({ "result": "accepted" })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+}
+
+pub(super) async fn helpdesk_reset(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<ResetRequest>,
+) -> Answer {
+    let (caller, realm) = caller_with_progress(&api, &headers, &req.realm).await?;
+    // Resets go through the helpdesk channel only; an administrator token
+    // (still a helpdesk token) may reset any credential, not just Helpdesk ones.
+    if caller.channel != "helpdesk" {
+        return Err(ApiError::forbidden(
+            "channel_not_allowed",
+            "only the helpdesk channel can reset passwords",
+        ));
+    }
+    let now = Timestamp::now();
+    api.rate_limited(
+        ("helpdesk_reset", "rate_limited", "caller"),
+        &caller.name,
+        api.throttle.resets_per_caller,
+        now,
+    )
+    .await?;
+    let hasher = api.admit("helpdesk_reset")?;
+    let account = match api.store.find_account(&req.realm, &req.login_id).await? {
+        // A closed account has no member to give a password to.
+        Some(a) if a.state == AccountState::Closed => {
+            api.count("helpdesk_reset", "refused");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "account_closed",
+                "the account is closed",
+            ));
+        }
+        Some(a) => a,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_account",
+                "no such login ID in the realm",
+            ));
+        }
+    };
+    let caller_is = HelpdeskCaller {
+        name: &caller.name,
+        administrator: caller.administrator,
+    };
+    let reset = realm
+        .helpdesk_reset(&api.store, &hasher, &account, &req.purpose, caller_is, now)
+        .await?;
+    match reset {
+        Some(Ok(temp)) => {
+            // A new password ends every streak of failures at the account.
+            for purpose in realm.policy.purposes.keys() {
+                let streak = format!("{}/{}/{purpose}", req.realm, req.login_id);
+                if let Err(e) = api.store.end_streak(&streak).await {
+                    warn!(error = %e, "could not end a streak of failed guesses");
+                }
+            }
+            api.count("helpdesk_reset", "reset");
+            info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, caller = %caller.name, "help-desk reset");
+            Ok(reply(
+                StatusCode::OK,
+                json!({ "temporary_password": temp.expose(), "must_change": true }),
+            ))
+        }
+        Some(Err(credential)) => {
+            api.count("helpdesk_reset", "refused");
+            Err(ApiError::forbidden(
+                "not_helpdesk_recoverable",
+                format!("the {credential} password is not recovered by the help desk"),
+            ))
+        }
+        None => Err(ApiError::unknown_purpose()),
+    }
+}

@@ -1,0 +1,121 @@
+//! `POST /v1/verify`: does this password answer this purpose for this
+//! member now? RADIUS, the portal, the mail and FTP servers ask; the
+//! routing of the instant decides which credential answers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Api;
+use super::answer::{Answer, ApiError, reply};
+use super::request::{bounded, caller_for, client_of};
+use crate::engine::VerifyOutcome;
+use crate::engine::members::LoginVerify;
+use crate::names::LoginId;
+use crate::store::FailureKey;
+
+#[derive(Deserialize)]
+pub(super) struct VerifyRequest {
+    realm: String,
+    login_id: String,
+    purpose: String,
+    password: String,
+    /// Who the member is, as the caller sees it (address, calling-station id).
+    #[serde(default)]
+    client: Option<String>,
+}
+
+pub(super) async fn verify(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Json(req): Json<VerifyRequest>,
+) -> Answer {
+    let started = Instant::now();
+    let (caller, realm) = caller_for(&api, &headers, &req.realm).await?;
+    // Decided before the account is looked up, so it tells nothing about it.
+    if !realm.policy.purposes.contains_key(&req.purpose) {
+        return Err(ApiError::unknown_purpose());
+    }
+    let password = bounded("password", req.password)?;
+    let client = client_of(req.client.as_deref(), &caller)?;
+    // Every denial looks and lasts alike, whatever the reason.
+    let denied = |outcome: &'static str| {
+        let api = &api;
+        async move {
+            api.count("verify", outcome);
+            api.throttle.pad(started).await;
+            Ok(reply(
+                StatusCode::UNAUTHORIZED,
+                json!({ "result": "denied" }),
+            ))
+        }
+    };
+    // A login ID that cannot exist is looked up nowhere, counted nowhere,
+    // hashed against nothing, and answered alike.
+    if LoginId::parse(&req.login_id).is_err() {
+        return denied("denied").await;
+    }
+    let streak = format!("{}/{}/{}", req.realm, req.login_id, req.purpose);
+    let key = format!("{streak}/{client}");
+    let turn = api.guess_turn("verify", &streak).await?;
+    let hasher = api.admit("verify")?;
+    let guesses = FailureKey {
+        key: &key,
+        streak: &streak,
+        window: api.throttle.window,
+        now: Timestamp::now(),
+    };
+    let checked = realm
+        .verify(
+            &api.store,
+            &hasher,
+            &req.login_id,
+            &req.purpose,
+            password,
+            api.throttle.limit(),
+            &guesses,
+        )
+        .await?;
+    // The slot is not held through the padding: that is sleep, not work.
+    drop(hasher);
+    let (outcome, account_exists) = match checked {
+        Some(LoginVerify::Checked(o)) => (o, true),
+        Some(LoginVerify::NoAccount) => (VerifyOutcome::NoCredential, false),
+        // No hash at all; the padding hides that.
+        Some(LoginVerify::Throttled) => {
+            drop(turn);
+            return denied("throttled").await;
+        }
+        None => return Err(ApiError::unknown_purpose()),
+    };
+    match outcome {
+        // A temporary password opens nothing but the change of itself.
+        VerifyOutcome::Match {
+            must_change: true, ..
+        } => {
+            api.count("verify", "must_change");
+            Ok(reply(
+                StatusCode::FORBIDDEN,
+                json!({ "result": "must_change", "must_change": true }),
+            ))
+        }
+        VerifyOutcome::Match { .. } => {
+            api.count("verify", "ok");
+            Ok(reply(
+                StatusCode::OK,
+                json!({ "result": "ok", "must_change": false }),
+            ))
+        }
+        VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
+            api.count_failure(&guesses, account_exists).await?;
+            drop(turn);
+            denied("denied").await
+        }
+    }
+}
