@@ -1,6 +1,9 @@
 //! The account store, each test body run against both real
 //! databases: SQLite (a file) and a throwaway PostgreSQL server.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

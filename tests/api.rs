@@ -7,6 +7,9 @@
 //! The store layer itself is tested on PostgreSQL elsewhere; here the
 //! embedded SQLite store is enough.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

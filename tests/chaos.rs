@@ -9,6 +9,9 @@
 //! The tests take turns (`SERIAL`): each one loads a 2-core machine fully,
 //! and their faults are aimed at moments of partial progress.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;

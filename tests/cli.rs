@@ -1,6 +1,9 @@
 //! The command line as a user meets it: help, version, completions, exit
 //! codes, and a README that documents every environment variable.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::CommandFactory as _;
 
 fn credshift(args: &[&str]) -> std::process::Output {

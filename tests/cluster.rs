@@ -1,6 +1,9 @@
 //! The custom resources and the controller against a real kube-apiserver +
 //! etcd and a real kubectl.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;
@@ -488,7 +491,7 @@ async fn a_second_policy_for_a_realm_is_stalled_and_changes_nothing() {
         message.contains("spec.policyRef.name") && message.contains(&format!("{ns}/wakwak")),
         "{message}"
     );
-    let events = support::kube::kubectl_ok(&["get", "events", "-n", &ns, "-o", "json"]);
+    let events = kubectl_ok(&["get", "events", "-n", &ns, "-o", "json"]);
     assert!(events.contains("RealmClaimed"), "{events}");
     // The owner is untouched.
     let owner = policies.get("wakwak").await.expect("owner");
@@ -1102,7 +1105,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     // Delivery fails while the relay is down; ops are told.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let events = support::kube::kubectl_ok(&[
+        let events = kubectl_ok(&[
             "get",
             "events",
             "-n",
@@ -1169,7 +1172,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
 
     // Nothing secret anywhere the cluster or ops can see.
     serve.stop();
-    let cluster_text = support::kube::kubectl_ok(&[
+    let cluster_text = kubectl_ok(&[
         "get",
         "credentialpolicies,credentialcutovers,events",
         "-n",

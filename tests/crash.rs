@@ -4,6 +4,9 @@
 //! predicts what apply then does; invalid input is refused before the store
 //! is touched.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;
@@ -503,7 +506,7 @@ async fn plan_then_apply(db: TestStore) {
                 login_id,
                 "x@wakwak.example.jp",
                 "test",
-                jiff::Timestamp::now(),
+                Timestamp::now(),
             )
             .await
             .expect("out-of-scope account");
@@ -518,7 +521,7 @@ async fn plan_then_apply(db: TestStore) {
                 kind: credshift::store::WriteKind::Set,
             };
             db.store
-                .write_credential(&account, write, jiff::Timestamp::now())
+                .write_credential(&account, write, Timestamp::now())
                 .await
                 .expect("credential");
         }

@@ -2,6 +2,9 @@
 //! the engine on both databases, plus member changes racing the backfill.
 //! The policy and cutover are the real `examples/2018-split` YAML.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

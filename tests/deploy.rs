@@ -3,6 +3,9 @@
 //! ServiceAccount tokens, the Dockerfile's build, the Argo CD health checks,
 //! the metrics documentation and the Grafana dashboard.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

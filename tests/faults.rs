@@ -3,6 +3,9 @@
 //! work resumes when space (or write access) returns. Uses a small tmpfs,
 //! so it needs root (the test environment runs as root; CI too).
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! the API server would), import files, and API requests: each gets a clear
 //! error and nothing in the store changes.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

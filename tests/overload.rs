@@ -8,6 +8,9 @@
 //! sha512-crypt (656,000 rounds), copied into `support` and `connection` by
 //! the 2018 split.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::{Read as _, Write as _};

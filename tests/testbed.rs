@@ -2,6 +2,9 @@
 //! serves watches and CRDs, a real matching kubectl, and real PostgreSQL and
 //! SQLite reached through sqlx.
 
+// A panic in a test is its failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

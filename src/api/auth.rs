@@ -40,6 +40,16 @@ struct TokenEntry {
     administrator: bool,
 }
 
+/// Why a token file cannot be used: the file (and line:column, when the
+/// YAML is malformed), and what is wrong. Never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{at}: {problem}")]
+pub struct TokenFileError {
+    path: String,
+    at: String,
+    problem: String,
+}
+
 /// The token table.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -48,30 +58,32 @@ pub struct Tokens {
 
 impl Tokens {
     /// Reads a YAML token file (also what a mounted Kubernetes Secret holds).
-    pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Tokens, TokenFileError> {
+        let bad = |at: String, problem: String| TokenFileError {
+            path: path.display().to_string(),
+            at,
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(String::new(), e.to_string()))?;
         let file: TokenFile = serde_saphyr::from_str(&text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
-            format!(
-                "{}{at}: {}",
-                path.display(),
-                e.to_string().lines().next().unwrap_or_default()
-            )
+            let problem = e.to_string().lines().next().unwrap_or_default().to_owned();
+            bad(at, problem)
         })?;
         let mut entries = Vec::new();
         for (i, t) in file.tokens.into_iter().enumerate() {
-            let field = |f: &str| format!("{}: tokens[{i}].{f}", path.display());
-            crate::names::Name::parse(&t.channel)
-                .map_err(|e| format!("{} {e}", field("channel")))?;
+            let field =
+                |f: &str, problem: String| bad(String::new(), format!("tokens[{i}].{f} {problem}"));
+            crate::names::Name::parse(&t.channel).map_err(|e| field("channel", e.to_string()))?;
             let digest = hex_digest(&t.sha256)
-                .ok_or_else(|| format!("{} must be 64 hex characters", field("sha256")))?;
+                .ok_or_else(|| field("sha256", "must be 64 hex characters".into()))?;
             if t.realms.is_empty() {
-                return Err(format!(
-                    "{} must name at least one realm (or \"*\")",
-                    field("realms")
+                return Err(field(
+                    "realms",
+                    "must name at least one realm (or \"*\")".into(),
                 ));
             }
             entries.push((
@@ -151,6 +163,6 @@ mod tests {
         )
         .unwrap();
         let err = Tokens::load(&path).unwrap_err();
-        assert!(err.contains("tokens[0].channel"), "{err}");
+        assert!(err.to_string().contains("tokens[0].channel"), "{err}");
     }
 }

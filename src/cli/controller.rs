@@ -43,7 +43,7 @@ pub struct ControllerArgs {
     pub smtp: Option<String>,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+fn parse_interval(s: &str) -> Result<Duration, crate::resources::DurationError> {
     crate::resources::parse_go_duration(s).map(|d| d.max(Duration::from_millis(10)))
 }
 

@@ -133,8 +133,8 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
         }
     };
     let model = crate::files::Model { realms };
-    let tokens = Tokens::load(&args.tokens).map_err(Failure)?;
-    let sealer = Sealer::from_env().map_err(Failure)?;
+    let tokens = Tokens::load(&args.tokens)?;
+    let sealer = Sealer::from_env()?;
     let self_service = model.realms.iter().any(|r| {
         r.policy
             .credentials

@@ -33,7 +33,7 @@ pub async fn serve(
     readiness: Readiness,
     store: Store,
     metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -138,7 +138,7 @@ pub struct Context {
     pub synced: Arc<std::sync::atomic::AtomicBool>,
     /// Each policy's last realm-wide counts, reused for `COUNTS_MAX_AGE`.
     pub realm_counts: policy::CountsCache,
-    /// Failures in a row per object, for [`requeue_after_error`].
+    /// Failures in a row per object: how long a failed reconcile waits.
     pub backoff: backoff::Backoff,
 }
 
@@ -172,7 +172,7 @@ pub async fn run(args: Config) -> Result<(), Error> {
             let transport =
                 crate::courier::Transport::smtp(url).map_err(|e| Error::Config(e.to_string()))?;
             let sealer = crate::hashing::Sealer::from_env()
-                .map_err(Error::Config)?
+                .map_err(|e| Error::Config(e.to_string()))?
                 .ok_or_else(|| {
                     Error::Config(format!("--smtp needs {}", crate::hashing::OUTBOX_KEY_ENV))
                 })?;
@@ -426,7 +426,7 @@ where
 /// asks again until it answers at once.
 async fn wait_synced<K>(cache: &Cache<K>)
 where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K: reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     while tokio::time::timeout(Duration::from_millis(200), cache.wait_until_ready())

@@ -229,13 +229,13 @@ impl Realm {
                 name: split.cutover.clone(),
                 policy: self.policy.name.clone(),
                 at,
-                window: std::time::Duration::ZERO,
+                window: Duration::ZERO,
                 on_window_exceeded: WindowAction::Suspend,
                 from: split.source.clone(),
                 into: split.targets.clone(),
                 batch_size: 1,
                 suspend: true,
-                retain_source: std::time::Duration::MAX,
+                retain_source: Duration::MAX,
             };
             remembered.push(Remembered {
                 cutover: split.cutover.clone(),

@@ -42,7 +42,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     /// The outbox payload could not be sealed or opened (key missing or wrong).
     #[error("outbox: {0}")]
-    Seal(String),
+    Seal(#[from] crate::hashing::SealError),
     /// The stored hash of one account cannot be used; other accounts are unaffected.
     #[error("credential {credential:?} of account {login_id:?}: {source}")]
     Hash {

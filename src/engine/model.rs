@@ -34,7 +34,7 @@ pub struct CredentialRules {
     pub recovery: Recovery,
     /// How long a temporary password set by recovery or the help desk lets
     /// the member set a new one; after it, the temporary password is dead.
-    pub temporary_ttl: std::time::Duration,
+    pub temporary_ttl: Duration,
 }
 
 /// Who can reset a forgotten password.

@@ -94,7 +94,7 @@ pub async fn deliver_due<C: Courier>(
                 .sealed_payload
                 .as_deref()
                 .ok_or("payload already erased")?;
-            let plain = sealer.open(sealed)?;
+            let plain = sealer.open(sealed).map_err(|e| e.to_string())?;
             let payload: MailPayload =
                 serde_json::from_slice(&plain).map_err(|_| "payload is not readable".to_owned())?;
             let (from, subject, body) = templates

@@ -142,7 +142,7 @@ impl Realm {
             expires_at: expires_at.to_string(),
         };
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&payload).unwrap_or_default());
-        let sealed_payload = sealer.seal(&plain).map_err(EngineError::Seal)?;
+        let sealed_payload = sealer.seal(&plain)?;
         let ticket = NewTicket {
             credential: &resolved.governing,
             purpose,

@@ -383,7 +383,7 @@ mod tests {
     }
 
     /// How many errors loading `dir` gives, and their text, one per line.
-    fn refusals(dir: &std::path::Path) -> (usize, String) {
+    fn refusals(dir: &Path) -> (usize, String) {
         let errors = load(&[dir.to_path_buf()])
             .and_then(|m| m.model())
             .expect_err("refused");
@@ -392,7 +392,7 @@ mod tests {
     }
 
     fn example(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples/2018-split")
             .join(name);
         std::fs::read_to_string(path).expect("example")

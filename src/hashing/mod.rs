@@ -17,7 +17,7 @@ pub use cost::{
     within_budget,
 };
 pub use pool::{HashPool, Overloaded, PoolSize};
-pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, Sealer};
+pub use seal::{KEY_ENV as OUTBOX_KEY_ENV, SealError, Sealer};
 pub use secret::Secret;
 pub use ticket::{MIN_TICKET_BITS, is_fast_ticket, ticket_hash, ticket_matches};
 

@@ -265,6 +265,8 @@ impl HashPool {
 /// Tells Linux that this thread is CPU-bound (SCHED_BATCH): it is not
 /// preempted on every wake-up of the API's other threads, so a hash keeps
 /// its core and caches for longer. Best effort; other systems ignore it.
+// The crate's one `unsafe`: a libc call with no safe wrapper in std.
+#[allow(unsafe_code)]
 fn batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
@@ -314,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_caller_keeps_its_slot_until_the_job_ends() {
         let p = pool(1, 0);
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
         let started = Arc::new(AtomicUsize::new(0));
         let s = started.clone();
         let handle = p.admit().expect("slot");
@@ -346,7 +348,7 @@ mod tests {
     #[tokio::test]
     async fn queued_jobs_of_gone_callers_are_skipped() {
         let p = pool(1, 4);
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
         let ran = Arc::new(AtomicUsize::new(0));
         let blocker = p.clone();
         let first = tokio::spawn(async move {

@@ -20,15 +20,24 @@ impl GoDuration {
         GoDuration(s.to_owned())
     }
 
-    pub fn parse(&self) -> Result<Duration, String> {
+    pub fn parse(&self) -> Result<Duration, DurationError> {
         parse_go_duration(&self.0)
     }
 }
 
+/// Why a string is not a Go duration credshift accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration like 30m, 24h or 1h30m")]
+    Syntax(String),
+    #[error("{0:?} is longer than 100 years")]
+    TooLong(String),
+}
+
 /// Parses `[0-9]+(.[0-9]+)?(ns|us|µs|ms|s|m|h)` repeated, like Go. No sign:
 /// every credshift duration is a length of time.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 30m, 24h or 1h30m");
+pub fn parse_go_duration(s: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError::Syntax(s.to_owned());
     if s.is_empty() {
         return Err(bad());
     }
@@ -57,7 +66,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         rest = tail;
     }
     if !total.is_finite() || total > 100.0 * 365.0 * 86400.0 {
-        return Err(format!("{s:?} is longer than 100 years"));
+        return Err(DurationError::TooLong(s.to_owned()));
     }
     Ok(Duration::from_secs_f64(total))
 }

@@ -1,10 +1,12 @@
 //! The custom resources (group `credshift.dev`, version `v1alpha1`): what
-//! platform engineers write, in Git and in the cluster. Both drivers read
-//! them: the controller from the API server, `plan`/`apply` from files.
+//! platform engineers write, in Git and in the cluster. Every driver reads
+//! them: the controller and `serve --from-cluster` from the API server,
+//! `plan`, `apply` and `serve -f` from files.
 //!
 //! The schema rejects what it can (bounds, formats, enums, CEL rules); what it
 //! cannot express is checked by [`crate::engine`] on the plain model that
-//! [`CredentialPolicy::model`] and [`CredentialCutover::model`] build.
+//! [`CredentialPolicySpec::model`] and [`CredentialCutoverSpec::model`]
+//! build, and [`assemble`] turns objects into realms for every driver.
 
 mod condition;
 mod cutover;
@@ -20,7 +22,7 @@ pub use cutover::{
     PolicyRef, Progress, SplitSpec, WindowAction,
 };
 pub use declared::{assemble, declared_cutover, declared_policy, object_key};
-pub use duration::{GoDuration, parse_go_duration};
+pub use duration::{DurationError, GoDuration, parse_go_duration};
 pub use policy::{
     CredentialCount, CredentialPolicy, CredentialPolicySpec, CredentialPolicyStatus,
     CredentialSpec, HashingSpec, MailTemplate, PasswordRules, RateLimitSpec, RecoveryMode,

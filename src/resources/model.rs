@@ -48,7 +48,7 @@ impl CredentialPolicySpec {
                             d.parse().unwrap_or_else(|e| {
                                 problems.push(Problem::new(
                                     format!("{field}.recovery.selfService.{what}"),
-                                    e,
+                                    e.to_string(),
                                 ));
                                 std::time::Duration::ZERO
                             })
@@ -71,7 +71,10 @@ impl CredentialPolicySpec {
             let helpdesk_ttl = match &c.recovery.helpdesk {
                 None => DEFAULT_TEMPORARY_TTL,
                 Some(h) => h.ttl.parse().unwrap_or_else(|e| {
-                    problems.push(Problem::new(format!("{field}.recovery.helpdesk.ttl"), e));
+                    problems.push(Problem::new(
+                        format!("{field}.recovery.helpdesk.ttl"),
+                        e.to_string(),
+                    ));
                     std::time::Duration::ZERO
                 }),
             };
@@ -123,7 +126,7 @@ impl CredentialCutoverSpec {
         });
         let mut duration = |d: &super::GoDuration, field: &str| {
             d.parse().unwrap_or_else(|e| {
-                problems.push(Problem::new(field, e));
+                problems.push(Problem::new(field, e.to_string()));
                 std::time::Duration::ZERO
             })
         };
