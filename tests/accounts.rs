@@ -686,14 +686,6 @@ async fn migrations_idempotent(db: TestStore) {
 // ---------------------------------------------------------------------------
 // The command line, as a real process
 
-fn credshift(store_url: &str) -> Command {
-    let mut cmd = Command::new(support::credshift_bin());
-    cmd.env("CREDSHIFT_STORE", store_url)
-        .env("CREDSHIFT_ARGON2_MEMORY_KIB", "1024")
-        .env("CREDSHIFT_ARGON2_ITERATIONS", "1");
-    cmd
-}
-
 fn with_stdin(mut cmd: Command, input: &str) -> std::process::Output {
     use std::io::Write as _;
     let mut child = cmd
@@ -723,7 +715,7 @@ async fn cli_accounts(db: TestStore) {
     .expect("write");
     let url = db.url.clone();
     let out = tokio::task::spawn_blocking(move || {
-        credshift(&url)
+        support::credshift_on(&url)
             .args(["accounts", "import", "--realm", "wakwak"])
             .arg(&file)
             .output()
@@ -749,7 +741,7 @@ async fn cli_accounts(db: TestStore) {
     let url = db.url.clone();
     let (pw, hash) = (password.clone(), sha512.clone());
     tokio::task::spawn_blocking(move || {
-        let show = credshift(&url)
+        let show = support::credshift_on(&url)
             .args(["accounts", "show", "--realm", "wakwak", "ab000090"])
             .output()
             .expect("show");
@@ -765,7 +757,7 @@ async fn cli_accounts(db: TestStore) {
         );
 
         let verify = |pw: &str| {
-            let mut cmd = credshift(&url);
+            let mut cmd = support::credshift_on(&url);
             cmd.args([
                 "accounts",
                 "verify",
@@ -785,7 +777,7 @@ async fn cli_accounts(db: TestStore) {
             "{ok:?}"
         );
 
-        let mut missing = credshift(&url);
+        let mut missing = support::credshift_on(&url);
         missing.args([
             "accounts",
             "verify",
@@ -797,7 +789,7 @@ async fn cli_accounts(db: TestStore) {
         ]);
         assert_eq!(with_stdin(missing, "x\n").status.code(), Some(2));
 
-        let mut set = credshift(&url);
+        let mut set = support::credshift_on(&url);
         set.args([
             "accounts",
             "set-password",
@@ -814,7 +806,7 @@ async fn cli_accounts(db: TestStore) {
             Some(0),
             "login untouched by setting support"
         );
-        let mut support = credshift(&url);
+        let mut support = support::credshift_on(&url);
         support.args([
             "accounts",
             "verify",
@@ -885,7 +877,7 @@ async fn bounded_memory_import(db: TestStore) {
         for (name, rows) in [("small.csv", 4_000), ("large.csv", 32_000)] {
             let path = dir.path().join(name);
             write_members(&path, rows);
-            let mut cmd = credshift(&url);
+            let mut cmd = support::credshift_on(&url);
             cmd.args([
                 "accounts",
                 "import",
@@ -985,7 +977,7 @@ async fn exclusive_import(db: TestStore) {
         write_members(&path, 2_000);
         let mut stderrs = Vec::new();
         for (realm, exclusive) in [("shared", false), ("alone", true)] {
-            let mut cmd = credshift(&url);
+            let mut cmd = support::credshift_on(&url);
             cmd.args([
                 "accounts",
                 "import",

@@ -1067,8 +1067,14 @@ fn no_plaintext_secret_anywhere_after_recovery_and_reset() {
 }
 
 /// GET /openapi.json serves api/openapi.json as committed.
+/// The description clients are generated from agrees with the server:
+/// it is served as committed; every documented path answers its
+/// documented method (and no other); every POST accepts a body with just
+/// the documented required fields, refuses one that lacks any of them,
+/// and accepts the documented optional ones; a path it does not list does
+/// not exist.
 #[test]
-fn openapi_is_served_as_committed() {
+fn openapi_describes_the_routes_and_request_fields_the_server_has() {
     let s = Serve::start(Options::default());
     let r = http::get_raw(s.port, "/openapi.json");
     assert_eq!(r.status, 200);
@@ -1080,17 +1086,78 @@ fn openapi_is_served_as_committed() {
         "served document differs from api/openapi.json"
     );
     let doc = r.json();
+    let paths = doc["paths"].as_object().expect("paths");
     for path in [
         "/v1/verify",
         "/v1/change",
         "/v1/recovery",
         "/v1/helpdesk/reset",
     ] {
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} missing from openapi.json"
-        );
+        assert!(paths.contains_key(path), "{path} missing from openapi.json");
     }
+    let send = |method: &str, path: &str, body: Option<&Value>| {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        http::request(s.port, method, path, &s.tokens.portal, bytes.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+            .status
+    };
+    for (path, item) in paths {
+        let methods = item.as_object().expect("path item");
+        for method in ["get", "post"] {
+            let upper = method.to_uppercase();
+            let Some(operation) = methods.get(method) else {
+                let body = (method == "post").then(|| json!({}));
+                assert_eq!(
+                    send(&upper, path, body.as_ref()),
+                    405,
+                    "{upper} {path} is not documented, so it must not be served"
+                );
+                continue;
+            };
+            if method == "get" {
+                let status = send("GET", path, None);
+                assert!(status != 404 && status != 405, "GET {path}: {status}");
+                continue;
+            }
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .unwrap_or_else(|| panic!("POST {path}: no required fields documented"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let properties = schema["properties"].as_object().expect("properties");
+            // A plausible value of each field: shape, not meaning, is tested.
+            let value = |name: &str| json!(if name == "realm" { REALM } else { "x" });
+            let minimal: serde_json::Map<String, Value> =
+                required.iter().map(|n| ((*n).to_owned(), value(n))).collect();
+            let status = send("POST", path, Some(&Value::Object(minimal.clone())));
+            assert!(
+                status != 422 && status != 404 && status != 405,
+                "POST {path} with the documented required fields {required:?}: {status}"
+            );
+            for missing in &required {
+                let mut body = minimal.clone();
+                body.remove(*missing);
+                assert_eq!(
+                    send("POST", path, Some(&Value::Object(body))),
+                    422,
+                    "POST {path} without {missing}, which the description requires"
+                );
+            }
+            let mut full = minimal.clone();
+            for name in properties.keys() {
+                full.entry(name.clone()).or_insert_with(|| value(name));
+            }
+            let status = send("POST", path, Some(&Value::Object(full)));
+            assert!(
+                status != 422,
+                "POST {path} with every documented field: {status}"
+            );
+        }
+    }
+    assert_eq!(send("POST", "/v1/verify/more", Some(&json!({}))), 404);
+    assert_eq!(send("GET", "/v2/verify", None), 404);
 }
 
 /// A counter of the API's `/metrics`, by its full name with labels.
@@ -1263,7 +1330,8 @@ fn plan_stderr(s: &Serve) -> String {
 /// `credshift CMD -f` on the serve's manifests and store: stdout, stderr.
 fn files_cmd(s: &Serve, cmd: &str) -> (String, String) {
     let manifests = s.db.parent().expect("dir").join("manifests");
-    let out = support::serve::credshift(&[cmd, "-f"])
+    let out = support::credshift()
+        .args([cmd, "-f"])
         .arg(&manifests)
         .args(["--store", &s.store_url])
         .output()

@@ -62,7 +62,7 @@ fn ssha256_sql(prefix: &str) -> String {
 /// scope, 500 wakwak members without `login` and 500 members of another
 /// realm with one.
 async fn load_members(url: &str, n: i64) {
-    let out = std::process::Command::new(support::credshift_bin())
+    let out = support::credshift()
         .args(["store", "migrate", "--store", url])
         .output()
         .expect("run credshift store migrate");

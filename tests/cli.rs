@@ -6,12 +6,9 @@
 
 use clap::CommandFactory as _;
 
-fn credshift(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_credshift"))
-        .args(args)
-        .output()
-        .expect("run credshift")
-}
+mod support;
+
+use support::credshift_output as credshift;
 
 #[test]
 fn help_version_and_usage_errors_have_the_documented_exit_codes() {

@@ -609,7 +609,7 @@ fn the_controller_exits_with_a_clear_message_when_the_api_server_is_unreachable(
          users:\n- name: u\n  user:\n    token: not-a-real-token\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: u\ncurrent-context: dead\n",
     )
     .expect("kubeconfig");
-    let out = std::process::Command::new(support::credshift_bin())
+    let out = support::credshift()
         .args(["controller", "--health-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
         .env(
@@ -633,7 +633,7 @@ fn the_controller_exits_with_a_clear_message_when_the_api_server_is_unreachable(
 #[test]
 fn the_controller_exits_with_a_clear_message_when_the_store_is_unreachable() {
     let port = controller::free_port();
-    let out = std::process::Command::new(support::credshift_bin())
+    let out = support::credshift()
         .args(["controller", "--health-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
         .env(
@@ -1011,7 +1011,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("credshift.db").display());
     let members = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split/members.csv");
-    let out = std::process::Command::new(support::credshift_bin())
+    let out = support::credshift()
         .args(["accounts", "import", "--realm", "wakwak", "--store", &url])
         .arg(&members)
         .output()
@@ -1064,7 +1064,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
 
     let api_port = controller::free_port();
     let serve_log = dir.path().join("serve.log");
-    let serve = std::process::Command::new(support::credshift_bin())
+    let serve = support::credshift()
         .args([
             "serve",
             "--from-cluster",
@@ -1351,7 +1351,7 @@ fn members_csv(fillers: usize) -> String {
 fn import_members(url: &str, dir: &Path, file: &str, csv: &str) -> String {
     let path = dir.join(file);
     std::fs::write(&path, csv).expect("members file");
-    let out = std::process::Command::new(support::credshift_bin())
+    let out = support::credshift()
         .args(["accounts", "import", "--realm", "wakwak", "--store", url])
         .arg(&path)
         .output()

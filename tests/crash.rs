@@ -12,7 +12,7 @@ mod support;
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -114,19 +114,9 @@ async fn populate(store: &Store, n: usize, extra: &HashMap<usize, Vec<&str>>) {
     assert_eq!(store.count_accounts(REALM).await.expect("count"), n as i64);
 }
 
-fn credshift(url: &str) -> Command {
-    let mut cmd = Command::new(support::credshift_bin());
-    cmd.env("CREDSHIFT_STORE", url)
-        .env("CREDSHIFT_ARGON2_MEMORY_KIB", "1024")
-        .env("CREDSHIFT_ARGON2_ITERATIONS", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// Runs `credshift ARGS -f DIR --store URL` to the end, off the async runtime.
 async fn run(args: &[&str], dir: &Path, url: &str) -> std::process::Output {
-    let mut cmd = credshift(url);
+    let mut cmd = support::credshift_on(url);
     cmd.args(args).arg("-f").arg(dir).arg("--store").arg(url);
     tokio::task::spawn_blocking(move || cmd.output().expect("run credshift"))
         .await
@@ -283,7 +273,7 @@ async fn kill_9(db: TestStore) {
         // it interrupts a running backfill however slow the process is to
         // start on a loaded machine (a fixed delay from spawn did not).
         let delay = Duration::from_millis(splitmix(trial) % 21);
-        let mut child = credshift(&db.url)
+        let mut child = support::credshift_on(&db.url)
             .arg("apply")
             .arg("-f")
             .arg(dir.path())

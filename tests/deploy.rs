@@ -111,9 +111,8 @@ fn strings(v: &Value) -> Vec<String> {
 /// `credshift SUB --help` with no CREDSHIFT_* variables set, whitespace
 /// collapsed (clap wraps the help).
 fn help(sub: &str) -> String {
-    let mut cmd = Command::new(support::credshift_bin());
+    let mut cmd = support::credshift();
     cmd.args([sub, "--help"]);
-    without_credshift_env(&mut cmd);
     let out = output(&mut cmd);
     assert!(out.status.success(), "credshift {sub} --help");
     stdout(&out)
@@ -139,15 +138,6 @@ fn env_vars(help: &str) -> BTreeSet<String> {
         .skip(1)
         .filter_map(|s| s.split_once('=').map(|(n, _)| n.to_owned()))
         .collect()
-}
-
-fn without_credshift_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("CREDSHIFT_") || k == "KUBECONFIG" || k.starts_with("POD_") {
-            cmd.env_remove(k.as_ref());
-        }
-    }
 }
 
 fn env_entry<'a>(c: &'a Value, var: &str) -> Option<&'a Value> {
@@ -655,7 +645,7 @@ struct Process {
 impl Process {
     fn start(l: &Launch, extra_env: &[(&str, String)], log: PathBuf) -> Process {
         let mut cmd = Command::new("sh");
-        without_credshift_env(&mut cmd);
+        support::clean_env(&mut cmd);
         cmd.args(["-c", WATCHDOG])
             .arg(support::credshift_bin())
             .args(&l.args)
@@ -809,8 +799,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
     // A store with the six demo members, and the 2018 split due in a few
     // seconds, in a namespace of its own.
     let store_url = format!("sqlite://{}", dir.path().join("credshift.db").display());
-    let mut import = Command::new(support::credshift_bin());
-    without_credshift_env(&mut import);
+    let mut import = support::credshift();
     let out = output(
         import
             .args([

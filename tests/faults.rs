@@ -73,12 +73,7 @@ fn members(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-fn credshift(args: &[&str]) -> std::process::Output {
-    Command::new(support::credshift_bin())
-        .args(args)
-        .output()
-        .expect("run credshift")
-}
+use support::credshift_output as credshift;
 
 async fn integrity(url: &str) -> String {
     let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");

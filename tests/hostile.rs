@@ -9,15 +9,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Connection as _;
-
-fn credshift() -> Command {
-    Command::new(support::credshift_bin())
-}
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(
@@ -30,7 +26,7 @@ fn example(name: &str) -> String {
 
 /// `credshift accounts import` of `file` into the realm wakwak of `url`.
 fn import(url: &str, file: &Path) -> std::process::Output {
-    credshift()
+    support::credshift()
         .args(["accounts", "import", "--realm", "wakwak", "--store", url])
         .arg(file)
         .output()
@@ -176,7 +172,7 @@ fn hostile_manifests_are_refused_with_the_field_named_and_nothing_written() {
         std::fs::write(dir.path().join("cutover.yaml"), cutover).expect("write");
         let db = dir.path().join("store.db");
         let started = Instant::now();
-        let out = credshift()
+        let out = support::credshift()
             .args(["apply", "-f"])
             .arg(dir.path())
             .arg("--store")
@@ -307,7 +303,7 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
     for name in ["policy.yaml", "cutover.yaml", "members.csv"] {
         std::fs::write(manifests.join(name), example(name)).expect("copy");
     }
-    let out = credshift()
+    let out = support::credshift()
         .args(["apply", "--store", &url, "-f"])
         .arg(&manifests)
         .output()
@@ -332,7 +328,7 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
     .expect("tokens");
     let port = support::controller::free_port();
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    let mut serve = credshift()
+    let mut serve = support::credshift()
         .args([
             "serve",
             "--store",

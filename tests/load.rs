@@ -1454,7 +1454,7 @@ fn two_hundred_clients_during_a_cutover() {
     eprintln!("members and hashes made in {:.1?}", test_started.elapsed());
     let members_csv = dir.path().join("members.csv");
     std::fs::write(&members_csv, &population.csv).expect("members.csv");
-    let import = Command::new(support::credshift_bin())
+    let import = support::credshift()
         .args(["accounts", "import", "--realm", REALM, "--store", &store])
         // Setup, not under test: fewer, larger transactions.
         .args(["--batch-size", "5000"])
@@ -1773,7 +1773,7 @@ fn two_hundred_clients_during_a_cutover() {
     let login_checks: Vec<_> = logins
         .into_iter()
         .map(|(m, password, matches)| {
-            let mut verify = Command::new(support::credshift_bin())
+            let mut verify = support::credshift()
                 .args(["accounts", "verify", "--realm", REALM, "--credential"])
                 .args(["login", "--store", &store, &m.login_id])
                 .stdin(Stdio::piped())

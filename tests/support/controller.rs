@@ -1,7 +1,7 @@
 //! `credshift controller` as a real process against the test API server.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running controller process; killed on drop.
@@ -67,7 +67,7 @@ pub fn start_full(
     let port = free_port();
     let log = log_dir.join(format!("{identity}.log"));
     let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(super::credshift_bin())
+    let child = super::credshift()
         .args([
             "controller",
             "--namespace",

@@ -33,6 +33,42 @@ pub fn credshift_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_credshift"))
 }
 
+/// `credshift` as a user runs it: this run's binary, with none of the
+/// `CREDSHIFT_*` variables or `RUST_LOG` of whoever runs the tests, and no
+/// stdin. Every test that runs the command line starts here.
+pub fn credshift() -> std::process::Command {
+    let mut cmd = std::process::Command::new(credshift_bin());
+    clean_env(&mut cmd);
+    cmd.stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// [`credshift`] on the store at `url`, hashing new passwords cheaply
+/// (argon2id with 1 MiB and one pass): the tests are not about their cost.
+pub fn credshift_on(url: &str) -> std::process::Command {
+    let mut cmd = credshift();
+    cmd.env("CREDSHIFT_STORE", url)
+        .env("CREDSHIFT_ARGON2_MEMORY_KIB", "1024")
+        .env("CREDSHIFT_ARGON2_ITERATIONS", "1");
+    cmd
+}
+
+/// `credshift ARGS` run to its end.
+pub fn credshift_output(args: &[&str]) -> std::process::Output {
+    credshift().args(args).output().expect("run credshift")
+}
+
+/// Removes the variables [`credshift`] leaves out, for a command that
+/// starts credshift through a wrapper (such as the watchdog shell).
+pub fn clean_env(cmd: &mut std::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CREDSHIFT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+}
+
 /// A name unique within this test run, usable as a namespace or database name.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -138,21 +138,6 @@ pub fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(),
 /// the shell's own stdin reaches EOF; exits with its status.
 pub const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" </dev/null & pid=$!; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid"#;
 
-pub fn credshift(args: &[&str]) -> Command {
-    let mut cmd = Command::new(super::credshift_bin());
-    cmd.args(args);
-    without_credshift_env(&mut cmd);
-    cmd
-}
-
-pub fn without_credshift_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CREDSHIFT_") {
-            cmd.env_remove(k);
-        }
-    }
-}
-
 impl Serve {
     /// Copies the example (with the options' edits), applies it to a fresh
     /// SQLite store (imports the members and, with the real date, completes
@@ -203,7 +188,8 @@ impl Serve {
         }
         let db = dir.path().join("credshift.db");
         let store_url = format!("sqlite://{}", db.display());
-        let out = credshift(&["apply", "-f"])
+        let out = super::credshift()
+            .args(["apply", "-f"])
             .arg(&manifests)
             .args(["--store", &store_url])
             .output()
@@ -240,7 +226,7 @@ impl Serve {
             attempt += 1;
             let port = super::controller::free_port();
             let mut cmd = Command::new("sh");
-            without_credshift_env(&mut cmd);
+            super::clean_env(&mut cmd);
             cmd.args(["-c", WATCHDOG])
                 .arg(super::credshift_bin())
                 .args(["serve", "-f"])
