@@ -1129,8 +1129,10 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
             let properties = schema["properties"].as_object().expect("properties");
             // A plausible value of each field: shape, not meaning, is tested.
             let value = |name: &str| json!(if name == "realm" { REALM } else { "x" });
-            let minimal: serde_json::Map<String, Value> =
-                required.iter().map(|n| ((*n).to_owned(), value(n))).collect();
+            let minimal: serde_json::Map<String, Value> = required
+                .iter()
+                .map(|n| ((*n).to_owned(), value(n)))
+                .collect();
             let status = send("POST", path, Some(&Value::Object(minimal.clone())));
             assert!(
                 status != 422 && status != 404 && status != 405,
