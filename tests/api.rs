@@ -111,7 +111,9 @@ fn temp_of(answer: &(u16, Value)) -> String {
     temp
 }
 
-/// Waits `d` to let the delivery loop (every 500 ms) run several rounds.
+/// Waits `d`: between two looks while polling, or, to show that nothing is
+/// sent, long enough for several rounds of the delivery loop
+/// ([`credshift::courier::PERIOD`]).
 fn settle(d: Duration) {
     std::thread::sleep(d);
 }
@@ -195,7 +197,7 @@ fn forgotten_connection_password_is_help_desk_only() {
         (unknown.status, &unknown.body)
     );
 
-    settle(Duration::from_secs(2));
+    settle(3 * credshift::courier::PERIOD);
     assert_eq!(smtp.mails(), vec![], "no mail for the connection password");
     let counts = s.counts();
     assert_eq!(
@@ -292,7 +294,7 @@ fn before_the_date_support_recovery_is_help_desk_only() {
         ..Default::default()
     });
     assert_accepted(s.recovery(TARO, SUPPORT));
-    settle(Duration::from_secs(2));
+    settle(3 * credshift::courier::PERIOD);
     assert_eq!(smtp.mails(), vec![], "no self-service mail before the date");
     assert_eq!(
         s.counts(),
@@ -542,7 +544,7 @@ fn tickets_single_use_rotation_expiry_and_rate_limits() {
         for _ in 0..3 {
             smtp.wait_for_mail(JIRO_MAIL, MAIL_WAIT);
         }
-        settle(Duration::from_millis(2000));
+        settle(3 * credshift::courier::PERIOD);
         assert_eq!(smtp.mails_to(JIRO_MAIL).len(), 3, "no 4th mail");
         assert_eq!(smtp.mails_to(TARO_MAIL).len(), 2);
     }
