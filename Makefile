@@ -32,5 +32,9 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## Regenerate the committed CRDs from the Rust types (tests/crds.rs fails when they are stale).
+crds:
+	$(CARGO) run --quiet --locked -- crd > crds/credshift.dev.yaml
+
 clean:
 	$(CARGO) clean

@@ -2,6 +2,7 @@
 # Build the test environment binaries (tests/testenv) into OUTDIR:
 #   OUTDIR/kube-testenv  in-process etcd + kube-apiserver for tests
 #   OUTDIR/kubectl       upstream kubectl at the same Kubernetes version
+#   OUTDIR/kstatus       sigs.k8s.io/cli-utils' kstatus verdict on objects
 #
 # Usage: scripts/build-testenv.sh OUTDIR
 #
@@ -58,7 +59,7 @@ stamp=$(
     } | sha256
 )
 
-if [[ -f "${outdir}/.stamp" && -x "${outdir}/kube-testenv" && -x "${outdir}/kubectl" ]] &&
+if [[ -f "${outdir}/.stamp" && -x "${outdir}/kube-testenv" && -x "${outdir}/kubectl" && -x "${outdir}/kstatus" ]] &&
     [[ "$(cat "${outdir}/.stamp")" == "${stamp}" ]]; then
     echo "testenv up to date"
     exit 0
@@ -84,10 +85,10 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 rm -f -- "${outdir}/.stamp"
-echo "building kube-testenv and kubectl ${kube_version} into ${outdir}" >&2
+echo "building kube-testenv, kubectl ${kube_version} and kstatus into ${outdir}" >&2
 (
     cd "${src}"
     CGO_ENABLED=0 "${go_bin}" build -trimpath -buildvcs=false -ldflags "${ldflags}" \
-        -o "${outdir}/" ./cmd/kube-testenv ./cmd/kubectl
+        -o "${outdir}/" ./cmd/kube-testenv ./cmd/kubectl ./cmd/kstatus
 )
 echo "${stamp}" >"${outdir}/.stamp"

@@ -76,7 +76,7 @@ pub enum StoreCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Store URL: `sqlite://FILE` (embedded default) or `postgres://USER@HOST/DB`.
-    #[arg(long = "store", env = "CREDSHIFT_STORE", default_value = DEFAULT_URL)]
+    #[arg(long = "store", env = "CREDSHIFT_STORE", default_value = DEFAULT_URL, hide_env_values = true)]
     pub url: String,
 }
 

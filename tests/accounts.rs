@@ -686,23 +686,6 @@ async fn migrations_idempotent(db: TestStore) {
 // ---------------------------------------------------------------------------
 // The command line, as a real process
 
-fn with_stdin(mut cmd: Command, input: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run credshift");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
 store_test!(cli_import_show_verify_and_set_password, cli_accounts);
 async fn cli_accounts(db: TestStore) {
     let (password, sha512) = vector_hash("sha512_crypt");
@@ -767,7 +750,7 @@ async fn cli_accounts(db: TestStore) {
                 "login",
                 "ab000090",
             ]);
-            with_stdin(cmd, &format!("{pw}\n"))
+            support::output_with_stdin(cmd, &format!("{pw}\n"))
         };
         assert_eq!(verify("wrong").status.code(), Some(1));
         let ok = verify(&pw);
@@ -787,7 +770,10 @@ async fn cli_accounts(db: TestStore) {
             "login",
             "nobody",
         ]);
-        assert_eq!(with_stdin(missing, "x\n").status.code(), Some(2));
+        assert_eq!(
+            support::output_with_stdin(missing, "x\n").status.code(),
+            Some(2)
+        );
 
         let mut set = support::credshift_on(&url);
         set.args([
@@ -799,7 +785,7 @@ async fn cli_accounts(db: TestStore) {
             "support",
             "ab000090",
         ]);
-        let out = with_stdin(set, "Brand-new-support-pw\n");
+        let out = support::output_with_stdin(set, "Brand-new-support-pw\n");
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
             verify(&pw).status.code(),
@@ -817,7 +803,9 @@ async fn cli_accounts(db: TestStore) {
             "ab000090",
         ]);
         assert_eq!(
-            with_stdin(support, "Brand-new-support-pw\n").status.code(),
+            support::output_with_stdin(support, "Brand-new-support-pw\n")
+                .status
+                .code(),
             Some(0)
         );
         let all = format!("{out:?}");

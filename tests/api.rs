@@ -19,7 +19,7 @@ use credshift::store::{AccountState, RecoveryCounts, Store};
 use serde_json::{Value, json};
 use support::http;
 use support::serve::{KENJI, Options, REALM, Serve, block_on, example_dir, extra_member};
-use support::smtp::{Mail, SmtpServer};
+use support::smtp::{Mail, Security, SmtpServer};
 
 const SUPPORT: &str = "support-portal";
 const CONNECTION: &str = "connection";
@@ -1094,6 +1094,7 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
         "/v1/change",
         "/v1/recovery",
         "/v1/helpdesk/reset",
+        "/v1/radius/authenticate",
     ] {
         assert!(paths.contains_key(path), "{path} missing from openapi.json");
     }
@@ -1122,6 +1123,20 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
                 continue;
             }
             let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            // The required query parameters, each with a plausible value.
+            let query: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+                .filter_map(|p| p["name"].as_str())
+                .map(|n| format!("{n}={}", if n == "realm" { REALM } else { "x" }))
+                .collect();
+            let path = &if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{}", query.join("&"))
+            };
             let required: Vec<&str> = schema["required"]
                 .as_array()
                 .unwrap_or_else(|| panic!("POST {path}: no required fields documented"))
@@ -1130,7 +1145,13 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
                 .collect();
             let properties = schema["properties"].as_object().expect("properties");
             // A plausible value of each field: shape, not meaning, is tested.
-            let value = |name: &str| json!(if name == "realm" { REALM } else { "x" });
+            let value = |name: &str| {
+                if properties[name]["$ref"] == "#/components/schemas/RadiusAttribute" {
+                    json!({ "type": "string", "value": ["x"] })
+                } else {
+                    json!(if name == "realm" { REALM } else { "x" })
+                }
+            };
             let minimal: serde_json::Map<String, Value> = required
                 .iter()
                 .map(|n| ((*n).to_owned(), value(n)))
@@ -1396,7 +1417,7 @@ fn a_cutover_pruned_mid_backfill_keeps_every_member_able_to_log_in() {
     assert_ok(s.verify(KENJI, SUPPORT, KENJI_LOGIN), false);
     assert_ok(s.verify(KENJI, CONNECTION, KENJI_LOGIN), false);
     assert_denied(s.verify(KENJI, SUPPORT, "kenji-wrong-guess"));
-    let log = std::fs::read_to_string(&s.stderr).expect("serve log");
+    let log = s.log();
     assert!(log.contains(CUTOVER) && log.contains("dual read"), "{log}");
 
     let stderr = plan_stderr(&s);
@@ -1472,7 +1493,7 @@ fn a_policy_routing_to_a_credential_members_lack_is_reported_with_the_count() {
         "purpose support-portal is routed to credential support, which 6 of 6 accounts lack",
         "purpose connection is routed to credential connection, which 6 of 6 accounts lack",
     ];
-    let log = std::fs::read_to_string(&s.stderr).expect("serve log");
+    let log = s.log();
     for line in expected {
         assert!(log.contains(line), "{line}\n{log}");
     }
@@ -1485,4 +1506,104 @@ fn a_policy_routing_to_a_credential_members_lack_is_reported_with_the_count() {
             "{stderr}"
         );
     }
+}
+
+/// Recovery mail that real mail servers accept: a `Message-ID` in the
+/// sender's domain, a `Date`, MIME 1.0 with a UTF-8 text body and the
+/// Japanese subject in encoded words. It goes through a submission relay
+/// that demands STARTTLS and then AUTH (as on port 587), and through one
+/// with implicit TLS (as on port 465), trusting the relay's CA. With a wrong
+/// relay password the mail waits for a retry, and no log shows the password.
+#[test]
+fn recovery_mail_is_well_formed_and_goes_through_starttls_or_implicit_tls_with_auth() {
+    let password = "relay-secret-7f3a9c";
+    for security in [
+        Security::StartTls {
+            user: "credshift".into(),
+            password: password.into(),
+        },
+        Security::ImplicitTls {
+            user: "credshift".into(),
+            password: password.into(),
+        },
+    ] {
+        let smtp = SmtpServer::start_secured(security.clone());
+        let s = Serve::start(Options {
+            smtp: Some(&smtp),
+            ..Default::default()
+        });
+        assert_accepted(s.recovery(TARO, SUPPORT));
+        let mail = smtp.wait_for_mail(TARO_MAIL, MAIL_WAIT);
+        let what = format!("{security:?}: {mail:#?}");
+        assert!(mail.tls, "encrypted: {what}");
+        assert_eq!(mail.login.as_deref(), Some("credshift"), "{what}");
+        let domain = mail
+            .header_from
+            .rsplit('@')
+            .next()
+            .map(|d| d.trim_end_matches('>'))
+            .unwrap_or_default();
+        assert!(!domain.is_empty(), "{what}");
+        assert!(
+            mail.message_id.starts_with('<') && mail.message_id.ends_with(&format!("@{domain}>")),
+            "a Message-ID in the sender's domain: {what}"
+        );
+        assert!(
+            jiff::fmt::rfc2822::parse(&mail.date).is_ok(),
+            "an RFC 5322 Date: {what}"
+        );
+        assert_eq!(mail.mime_version, "1.0", "{what}");
+        assert!(
+            mail.content_type.starts_with("text/plain")
+                && mail
+                    .content_type
+                    .to_ascii_lowercase()
+                    .replace('"', "")
+                    .contains("charset=utf-8"),
+            "{what}"
+        );
+        assert!(
+            mail.raw_subject.is_ascii() && mail.raw_subject.contains("=?utf-8?"),
+            "the subject in RFC 2047 encoded words: {what}"
+        );
+        assert_eq!(
+            mail.subject,
+            "【WAKWAK】仮パスワードのお知らせ / Your temporary password"
+        );
+        assert!(!s.log().contains(password), "the relay password in no log");
+    }
+
+    // The relay refuses a wrong password: the mail is kept for a retry.
+    let smtp = SmtpServer::start_secured(Security::StartTls {
+        user: "credshift".into(),
+        password: password.into(),
+    });
+    let wrong = smtp.url().replace(password, "not-the-relay-password");
+    let s = Serve::start(Options {
+        smtp: Some(&smtp),
+        smtp_url: Some(&wrong),
+        ..Default::default()
+    });
+    assert_accepted(s.recovery(TARO, SUPPORT));
+    let deadline = Instant::now() + MAIL_WAIT;
+    while !s.log().contains("recovery mail not delivered") {
+        assert!(
+            Instant::now() < deadline,
+            "a failed delivery is logged:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let counts = s.counts();
+    assert_eq!(
+        (counts.mail_pending, counts.mail_sent, counts.mail_dead),
+        (1, 0, 0),
+        "kept for a retry: {counts:?}"
+    );
+    assert!(smtp.mails().is_empty());
+    let log = s.log();
+    assert!(
+        !log.contains("not-the-relay-password") && !log.contains(password),
+        "no password in the log:\n{log}"
+    );
 }

@@ -22,9 +22,8 @@ use credshift::resources::{CredentialCutover, CutoverPhase};
 use kube::api::Api;
 use sqlx::Connection as _;
 
-use support::cluster::{apply, apply_with, client_for, example, future_cutover, wait_for};
+use support::cluster::{Scene, apply, apply_with, client_for, example, future_cutover, wait_for};
 use support::controller::{self, ControllerProcess};
-use support::kube::{admin_client, install_crds, namespace};
 
 /// One chaos test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -458,7 +457,7 @@ async fn hold(ctl: &mut ControllerProcess, since: Instant, what: &str) {
 
 /// Panics with the end of the controller's log when it has exited.
 fn assert_running(ctl: &mut ControllerProcess, what: &str) {
-    if let Ok(Some(status)) = ctl.child.try_wait() {
+    if let Some(status) = ctl.process.exited() {
         panic!(
             "{what}: the controller exited ({status}); its log ends:\n{}",
             tail(&ctl.log_text(), 40)
@@ -539,10 +538,7 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
     eprintln!("chaos seed {seed} (CREDSHIFT_CHAOS_SEED={seed} repeats these kill points)");
     let mut rng = Rng(seed);
 
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let url = support::postgres::server().fresh_database().await;
     load_members(&url, ACCOUNTS).await;
     let before = Snapshot::take(&url).await;
@@ -681,10 +677,7 @@ async fn postgres_restarted_mid_cutover_the_cutover_completes_with_nothing_lost(
     const ACCOUNTS: i64 = 50_000;
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let pg = support::postgres::Dedicated::start_new();
     let url = pg.url();
     load_members(&url, ACCOUNTS).await;

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,10 @@ use credshift::resources::{ConditionStatus, CredentialCutover, CredentialPolicy,
 use credshift::store::{CredentialWrite, Expected, Store, WriteKind};
 use kube::api::Api;
 
-use support::cluster::{apply, example, future_cutover, wait_for};
+use support::cluster::{Scene, apply, example, future_cutover, wait_for};
 use support::controller;
-use support::kube::{admin_client, install_crds, kubectl_ok, kubectl_stdin, namespace};
+use support::kube::{install_crds, kstatus, kstatus_of, kubectl_ok, kubectl_stdin};
+use support::process::{Guard, Process};
 use support::serve::DEMO;
 
 /// A store with `n` members holding the old login password.
@@ -190,10 +192,7 @@ fn kubectl_namespace() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let (_store, url) = store_with_members(dir.path(), 12).await;
     apply(&ns, &example("policy.yaml"));
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
@@ -202,22 +201,7 @@ async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
     let mut ctl = controller::start(&ns, &url, "ctl-a", dir.path());
     ctl.wait_ready(Duration::from_secs(60));
 
-    let out = tokio::task::spawn_blocking({
-        let ns = ns.clone();
-        move || {
-            kubectl_ok(&[
-                "wait",
-                "-n",
-                &ns,
-                "--for=condition=Ready",
-                "--timeout=60s",
-                "credentialpolicy/wakwak",
-            ])
-        }
-    })
-    .await
-    .expect("kubectl wait");
-    assert!(out.contains("condition met"), "{out}");
+    kubectl_wait(&ns, "Ready", "credentialpolicy/wakwak").await;
 
     let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
     let p = policies.get("wakwak").await.expect("policy");
@@ -297,7 +281,9 @@ async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "POLICY", "AT", "PHASE", "PROGRESS", "READY", "AGE"],
+        [
+            "NAME", "POLICY", "AT", "PHASE", "PROGRESS", "COMPLETE", "AGE"
+        ],
         "{table}"
     );
     assert!(
@@ -319,10 +305,7 @@ async fn a_valid_policy_becomes_ready_and_a_future_cutover_is_scheduled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let (_store, url) = store_with_members(dir.path(), 2).await;
     // The schema cannot tell that 10 characters of a 4-letter alphabet are only 20 bits.
     let weak = example("policy.yaml").replace(
@@ -415,10 +398,7 @@ async fn an_invalid_spec_is_stalled_with_a_clear_message_and_ready_once_fixed() 
 /// wins, whatever the names; once the owner is deleted, the next takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_policy_for_a_realm_is_stalled_and_changes_nothing() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let (_store, url) = store_with_members(dir.path(), 2).await;
     apply(&ns, &example("policy.yaml"));
     let mut ctl = controller::start(&ns, &url, "ctl-own", dir.path());
@@ -530,10 +510,7 @@ fn lease_holder(ns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let (_store, url) = store_with_members(dir.path(), 3).await;
     apply(&ns, &example("policy.yaml"));
 
@@ -632,7 +609,7 @@ fn the_controller_exits_with_a_clear_message_when_the_api_server_is_unreachable(
 
 #[test]
 fn the_controller_exits_with_a_clear_message_when_the_store_is_unreachable() {
-    let port = controller::free_port();
+    let port = support::process::free_port();
     let out = support::credshift()
         .args(["controller", "--health-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
@@ -677,13 +654,13 @@ async fn store_with_many_members(dir: &Path, n: usize) -> String {
 }
 
 /// The same cutover through the controller: Scheduled -> Running ->
-/// Completed, with progress visible in `kubectl get`.
+/// Completed, with progress visible in `kubectl get`; kstatus (what Flux
+/// and kpt wait on) reads Scheduled as Current, Running as InProgress and
+/// Completed as Current; `kubectl wait --for=condition=Complete` returns
+/// once it has completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let url = store_with_many_members(dir.path(), 20_000).await;
     apply(&ns, &example("policy.yaml"));
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8)).to_string();
@@ -693,11 +670,37 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
     );
     let mut ctl = controller::start(&ns, &url, "ctl-run", dir.path());
     ctl.wait_ready(Duration::from_secs(60));
+    let waited = std::thread::spawn({
+        let ns = ns.clone();
+        move || {
+            let out = support::kube::kubectl()
+                .args([
+                    "wait",
+                    "-n",
+                    &ns,
+                    "--for=condition=Complete",
+                    "--timeout=180s",
+                ])
+                .arg("credentialcutover/split-now")
+                .output()
+                .expect("kubectl wait");
+            let phase = kubectl_ok(&[
+                "get",
+                "credentialcutover/split-now",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.phase}",
+            ]);
+            (out.status.success(), phase)
+        }
+    });
 
-    let seen = tokio::task::spawn_blocking({
+    let (seen, kstatus_seen) = tokio::task::spawn_blocking({
         let ns = ns.clone();
         move || {
             let mut seen: Vec<(String, String)> = Vec::new();
+            let mut kstatus_seen: BTreeSet<(String, String)> = BTreeSet::new();
             let deadline = Instant::now() + Duration::from_secs(180);
             while Instant::now() < deadline {
                 let out = support::kube::kubectl()
@@ -719,18 +722,51 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
                     if seen.last() != Some(&(phase.clone(), progress.clone())) {
                         seen.push((phase.clone(), progress));
                     }
+                    // The phase and the verdict of one read of the object.
+                    let json = kubectl_ok(&[
+                        "get",
+                        "credentialcutover/split-now",
+                        "-n",
+                        &ns,
+                        "-o",
+                        "json",
+                    ]);
+                    let object: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+                    let (verdict, _) = kstatus_of(&json);
+                    let read = object["status"]["phase"].as_str().unwrap_or("-").to_owned();
+                    kstatus_seen.insert((read, verdict));
                     if phase == "Completed" {
                         break;
                     }
                 }
                 std::thread::sleep(Duration::from_millis(150));
             }
-            seen
+            (seen, kstatus_seen)
         }
     })
     .await
     .expect("watch kubectl get");
-    eprintln!("kubectl get showed: {seen:?}");
+    eprintln!("kubectl get showed: {seen:?}; kstatus: {kstatus_seen:?}");
+    for (phase, verdict) in [
+        ("Scheduled", "Current"),
+        ("Running", "InProgress"),
+        ("Completed", "Current"),
+    ] {
+        assert!(
+            kstatus_seen.contains(&(phase.into(), verdict.into())),
+            "{phase} read as {verdict}: {kstatus_seen:?}"
+        );
+    }
+    assert!(
+        !kstatus_seen.contains(&("Scheduled".into(), "InProgress".into())),
+        "a Scheduled cutover must not block a GitOps wait: {kstatus_seen:?}"
+    );
+    let (completed, phase) = waited.join().expect("kubectl wait");
+    assert!(
+        completed,
+        "kubectl wait --for=condition=Complete returned 0"
+    );
+    assert_eq!(phase, "Completed", "and only once it had completed");
     let phases: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(phases.first(), Some(&"Scheduled"), "{seen:?}");
     assert_eq!(
@@ -782,14 +818,106 @@ async fn a_cutover_runs_scheduled_running_completed_through_the_controller() {
     assert_eq!(support.accounts, 20_000);
 }
 
+/// kstatus (what Flux, kpt and pipelines wait on) on the live objects: a
+/// policy in force is Current; a cutover that cannot run is Failed; a
+/// suspended one is Current (it waits for ops; its Ready condition says how
+/// to resume) and not Complete; resumed, it completes and is Current and
+/// Complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kstatus_reads_policies_failed_and_suspended_cutovers_as_gitops_expects() {
+    let Scene { client, ns, dir } = Scene::new().await;
+    let (_store, url) = store_with_members(dir.path(), 3).await;
+    apply(&ns, &example("policy.yaml"));
+    let mut ctl = controller::start(&ns, &url, "ctl-kstatus", dir.path());
+    ctl.wait_ready(Duration::from_secs(60));
+    let policies: Api<CredentialPolicy> = Api::namespaced(client.clone(), &ns);
+    let cutovers: Api<CredentialCutover> = Api::namespaced(client, &ns);
+    wait_for(
+        &policies,
+        "wakwak",
+        Duration::from_secs(60),
+        "in force",
+        |p| policy_condition(p, "Ready").is_some_and(|(s, _)| s == ConditionStatus::True),
+    )
+    .await;
+    assert_eq!(kstatus(&ns, "credentialpolicy/wakwak").0, "Current");
+
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    apply(
+        &ns,
+        &future_cutover("impossible", &later)
+            .replace("into: [support, connection]", "into: [support, nosuch]"),
+    );
+    wait_for(
+        &cutovers,
+        "impossible",
+        Duration::from_secs(60),
+        "Failed",
+        |c| in_phase(c, CutoverPhase::Failed),
+    )
+    .await;
+    let (verdict, message) = kstatus(&ns, "credentialcutover/impossible");
+    assert_eq!(verdict, "Failed", "{message}");
+    assert!(message.contains("nosuch"), "the field is named: {message}");
+    kubectl_ok(&[
+        "delete",
+        "credentialcutover/impossible",
+        "-n",
+        &ns,
+        "--wait=true",
+    ]);
+
+    apply(
+        &ns,
+        &example("cutover.yaml").replace("  batchSize: 1000", "  suspend: true\n  batchSize: 1000"),
+    );
+    let suspended = wait_for(
+        &cutovers,
+        "split-login-2018",
+        Duration::from_secs(60),
+        "Suspended",
+        |c| in_phase(c, CutoverPhase::Suspended),
+    )
+    .await;
+    assert_eq!(
+        kstatus(&ns, "credentialcutover/split-login-2018").0,
+        "Current"
+    );
+    let ready = cutover_condition(&suspended, "Ready").expect("Ready");
+    assert!(ready.1.contains("spec.suspend is true"), "{ready:?}");
+    assert_eq!(
+        cutover_condition(&suspended, "Complete").map(|(s, _)| s),
+        Some(ConditionStatus::False)
+    );
+
+    kubectl_ok(&[
+        "patch",
+        "credentialcutover/split-login-2018",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    kubectl_wait(&ns, "Complete", "credentialcutover/split-login-2018").await;
+    let done = cutovers.get("split-login-2018").await.expect("cutover");
+    assert!(
+        in_phase(&done, CutoverPhase::Completed),
+        "{:?}",
+        done.status
+    );
+    assert_eq!(
+        kstatus(&ns, "credentialcutover/split-login-2018").0,
+        "Current"
+    );
+    assert!(!ctl.log_text().contains("panicked"));
+}
+
 /// The store goes away while the controller runs: it stays up, reports not
 /// ready, and reconciles again once the store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_recovers_when_the_store_comes_back() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let pg = support::postgres::Dedicated::start_new();
     let store = Store::open(&pg.url()).await.expect("store");
     store
@@ -838,7 +966,7 @@ async fn the_controller_recovers_when_the_store_comes_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        ctl.child.try_wait().expect("wait").is_none(),
+        ctl.process.exited().is_none(),
         "the controller keeps running"
     );
 
@@ -867,10 +995,7 @@ async fn the_controller_recovers_when_the_store_comes_back() {
 /// SIGTERM: the controller stops cleanly and hands the lease back at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully_and_releases_the_lease() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { ns, dir, .. } = Scene::new().await;
     let (_store, url) = store_with_members(dir.path(), 1).await;
     let mut ctl = controller::start(&ns, &url, "ctl-term", dir.path());
     ctl.wait_ready(Duration::from_secs(60));
@@ -879,20 +1004,11 @@ async fn sigterm_shuts_down_gracefully_and_releases_the_lease() {
         assert!(Instant::now() < deadline, "lease taken");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pid = ctl.child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = ctl.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "exits within 10 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    ctl.process.signal("TERM");
+    let exit = ctl
+        .process
+        .wait(Duration::from_secs(10))
+        .expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0), "{}", ctl.log_text());
     assert_eq!(
         lease_holder(&ns),
@@ -963,12 +1079,17 @@ async fn the_controller_recovers_when_the_api_server_comes_back() {
     )
     .await;
 
+    // The outage outlasts the controller's lease (4 s, `--lease-seconds`):
+    // its renewals fail, and it must still be running when the server is back.
     server.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        ctl.child.try_wait().expect("wait").is_none(),
-        "the controller keeps running without the API server"
-    );
+    let outage = Duration::from_secs(6);
+    tokio::time::sleep(outage).await;
+    if let Some(status) = ctl.process.exited() {
+        panic!(
+            "the controller must keep running without the API server ({outage:?}): exited {status}; log:\n{}",
+            ctl.log_text()
+        );
+    }
 
     server.start();
     apply_to(
@@ -1005,10 +1126,7 @@ async fn the_controller_recovers_when_the_api_server_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     use base64::Engine as _;
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let url = format!("sqlite://{}", dir.path().join("credshift.db").display());
     let members = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split/members.csv");
     let out = support::credshift()
@@ -1040,7 +1158,7 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     )
     .expect("tokens");
     // The relay is down at first: the controller is pointed at a port nobody listens on yet.
-    let smtp_port = controller::free_port();
+    let smtp_port = support::process::free_port();
     let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
     let mut ctl = controller::start_full(
         &support::kube::api_server().kubeconfig,
@@ -1062,36 +1180,27 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     )
     .await;
 
-    let api_port = controller::free_port();
+    let api_port = support::process::free_port();
     let serve_log = dir.path().join("serve.log");
-    let serve = support::credshift()
-        .args([
-            "serve",
-            "--from-cluster",
-            "--namespace",
-            &ns,
-            "--store",
-            &url,
-            "--log",
-            "debug",
-        ])
-        .arg("--tokens")
-        .arg(&tokens)
-        .args(["--listen", &format!("127.0.0.1:{api_port}")])
-        .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
-        .env("CREDSHIFT_OUTBOX_KEY", &key)
-        .stderr(std::fs::File::create(&serve_log).expect("log"))
-        .spawn()
-        .expect("serve");
-    let mut serve = KillOnDrop(serve);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while support::http::request(api_port, "GET", "/readyz", "", None)
-        .map(|r| r.status)
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "serve ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut cmd = support::credshift();
+    cmd.args([
+        "serve",
+        "--from-cluster",
+        "--namespace",
+        &ns,
+        "--store",
+        &url,
+        "--log",
+        "debug",
+    ])
+    .arg("--tokens")
+    .arg(&tokens)
+    .args(["--listen", &format!("127.0.0.1:{api_port}")])
+    .env("KUBECONFIG", &support::kube::api_server().kubeconfig)
+    .env("CREDSHIFT_OUTBOX_KEY", &key);
+    let mut serve = Process::start(cmd, Guard::Watchdog, &serve_log);
+    if let Err(why) = serve.wait_http(api_port, "/readyz", Duration::from_secs(30)) {
+        panic!("serve {why}; log:\n{}", serve.log_text());
     }
     let request =
         serde_json::json!({"realm": "wakwak", "login_id": "ab000001", "purpose": "support-portal"});
@@ -1209,22 +1318,6 @@ async fn the_leader_delivers_recovery_mail_and_no_secret_reaches_the_cluster() {
     );
 }
 
-/// A child process killed when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn rand_bytes() -> [u8; 32] {
     let mut out = [0u8; 32];
     let mut file = std::fs::File::open("/dev/urandom").expect("urandom");
@@ -1237,10 +1330,7 @@ fn rand_bytes() -> [u8; 32] {
 /// account split exactly once and nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_mid_cutover_loses_and_repeats_nothing() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let url = store_with_many_members(dir.path(), 40_000).await;
     apply(&ns, &example("policy.yaml"));
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6)).to_string();
@@ -1458,7 +1548,7 @@ async fn everyone_verifies(client: &kube::Client, ns: &str, url: &str, when: &st
 
 /// A namespace with the example policy, a store of `kind` with the
 /// members of [`members_csv`], and a controller running on both.
-struct Scene {
+struct ControlledScene {
     client: kube::Client,
     ns: String,
     dir: tempfile::TempDir,
@@ -1466,12 +1556,14 @@ struct Scene {
     ctl: controller::ControllerProcess,
 }
 
-impl Scene {
-    async fn start(kind: &str, fillers: usize, cutover: Option<&str>, identity: &str) -> Scene {
-        install_crds();
-        let client = admin_client().await;
-        let ns = namespace(&client).await;
-        let dir = tempfile::tempdir().expect("dir");
+impl ControlledScene {
+    async fn start(
+        kind: &str,
+        fillers: usize,
+        cutover: Option<&str>,
+        identity: &str,
+    ) -> ControlledScene {
+        let Scene { client, ns, dir } = Scene::new().await;
         let url = store_of(kind, dir.path(), fillers).await;
         apply(&ns, &example("policy.yaml"));
         if let Some(cutover) = cutover {
@@ -1479,7 +1571,7 @@ impl Scene {
         }
         let mut ctl = controller::start(&ns, &url, &format!("{identity}-{kind}"), dir.path());
         ctl.wait_ready(Duration::from_secs(60));
-        Scene {
+        ControlledScene {
             client,
             ns,
             dir,
@@ -1552,6 +1644,23 @@ async fn wait_for_events(ns: &str, reasons: &[&str], ctl: &controller::Controlle
     }
 }
 
+/// `kubectl wait --for=condition=CONDITION OBJECT` (60 s), as ops wait.
+async fn kubectl_wait(ns: &str, condition: &str, object: &str) {
+    let args = [
+        "wait".to_owned(),
+        format!("-n={ns}"),
+        format!("--for=condition={condition}"),
+        "--timeout=60s".to_owned(),
+        object.to_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("kubectl wait");
+    assert!(out.contains("condition met"), "{out}");
+}
+
 fn in_phase(c: &CredentialCutover, phase: CutoverPhase) -> bool {
     c.status.as_ref().and_then(|s| s.phase) == Some(phase)
 }
@@ -1609,7 +1718,7 @@ async fn delete_running(kind: &str) {
     let cutover = future_cutover("split", &at)
         .replace("batchSize: 1000", "batchSize: 1")
         .replace("retainSource: 720h", "retainSource: 4s");
-    let scene = Scene::start(kind, 3_000, Some(&cutover), "ctl-del-run").await;
+    let scene = ControlledScene::start(kind, 3_000, Some(&cutover), "ctl-del-run").await;
     let cutovers = scene.cutovers();
     wait_for(
         &cutovers,
@@ -1678,7 +1787,7 @@ on_both_stores!(
 async fn delete_scheduled(kind: &str) {
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
     let cutover = future_cutover("split", &at);
-    let scene = Scene::start(kind, 0, Some(&cutover), "ctl-del-sched").await;
+    let scene = ControlledScene::start(kind, 0, Some(&cutover), "ctl-del-sched").await;
     let cutovers = scene.cutovers();
     wait_for(
         &cutovers,
@@ -1741,7 +1850,7 @@ on_both_stores!(
 /// many members it would deny and on what, until the cutover arrives; from
 /// then on every member verifies on every purpose.
 async fn policy_first(kind: &str) {
-    let scene = Scene::start(kind, 0, None, "ctl-policy-first").await;
+    let scene = ControlledScene::start(kind, 0, None, "ctl-policy-first").await;
     let policies = scene.policies();
     let p = wait_for(
         &policies,
@@ -1785,7 +1894,8 @@ on_both_stores!(
 /// source (`on-delete=KeepSource`): gone at once, audited, and no one is
 /// denied anywhere.
 async fn import_after_completion(kind: &str) {
-    let scene = Scene::start(kind, 0, Some(&example("cutover.yaml")), "ctl-import-late").await;
+    let scene =
+        ControlledScene::start(kind, 0, Some(&example("cutover.yaml")), "ctl-import-late").await;
     let cutovers = scene.cutovers();
     wait_for(
         &cutovers,
@@ -1862,10 +1972,7 @@ on_both_stores!(
 /// the same realms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_second_cutovers_and_two_policies_follow_one_precedence_rule() {
-    install_crds();
-    let client = admin_client().await;
-    let ns = namespace(&client).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let Scene { client, ns, dir } = Scene::new().await;
     let url = store_of("sqlite", dir.path(), 0).await;
     let policy = example("policy.yaml");
     let other = policy

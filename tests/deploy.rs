@@ -10,12 +10,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
 use support::kube::{kubectl, kubectl_ok, kubectl_stdin};
+use support::process::{Guard, Process};
 
 /// The namespace the manifests install into.
 const NAMESPACE: &str = "credshift-system";
@@ -123,8 +124,11 @@ fn help(sub: &str) -> String {
 
 /// The default clap shows for the flag whose environment variable is `env`.
 fn default_of(help: &str, env: &str) -> String {
+    // `[env: NAME=]`, or `[env: NAME]` for a flag whose value is kept out
+    // of the help (a URL with a password).
     let at = help
         .find(&format!("[env: {env}=]"))
+        .or_else(|| help.find(&format!("[env: {env}]")))
         .unwrap_or_else(|| panic!("no {env} in the help"));
     let rest = &help[at..];
     let start = rest.find("[default: ").expect("a default") + "[default: ".len();
@@ -136,7 +140,7 @@ fn default_of(help: &str, env: &str) -> String {
 fn env_vars(help: &str) -> BTreeSet<String> {
     help.split("[env: ")
         .skip(1)
-        .filter_map(|s| s.split_once('=').map(|(n, _)| n.to_owned()))
+        .filter_map(|s| s.split(['=', ']']).next().map(str::to_owned))
         .collect()
 }
 
@@ -631,62 +635,13 @@ fn launch(
     Launch { args, env }
 }
 
-/// Runs `"$0" "$@"` and sends it SIGTERM once the shell's stdin (a pipe from
-/// this process) closes: on drop, and when the test binary is killed.
-const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" </dev/null & pid=$!; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid"#;
-
-/// A credshift process; stopped (SIGTERM) on drop.
-struct Process {
-    child: Child,
-    watch: Option<ChildStdin>,
-    log: PathBuf,
-}
-
-impl Process {
-    fn start(l: &Launch, extra_env: &[(&str, String)], log: PathBuf) -> Process {
-        let mut cmd = Command::new("sh");
-        support::clean_env(&mut cmd);
-        cmd.args(["-c", WATCHDOG])
-            .arg(support::credshift_bin())
-            .args(&l.args)
-            .envs(&l.env)
-            .envs(extra_env.iter().map(|(k, v)| (*k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        let mut child = cmd.spawn().expect("start credshift");
-        let watch = child.stdin.take();
-        Process { child, watch, log }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("credshift exited ({status}); log:\n{}", self.log());
-        }
-    }
-
-    fn stop(&mut self) {
-        self.watch.take();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A credshift process as a Deployment `l` runs it, with `extra_env`.
+fn start(l: &Launch, extra_env: &[(&str, String)], log: PathBuf) -> Process {
+    let mut cmd = support::credshift();
+    cmd.args(&l.args)
+        .envs(&l.env)
+        .envs(extra_env.iter().map(|(k, v)| (*k, v)));
+    Process::start(cmd, Guard::Watchdog, &log)
 }
 
 fn wait_until<T>(
@@ -867,8 +822,8 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
         "the controller delivers mail"
     );
     l.env.insert("CREDSHIFT_SMTP".into(), smtp.url());
-    let health = support::controller::free_port();
-    let mut controller = Process::start(
+    let health = support::process::free_port();
+    let mut controller = start(
         &l,
         &[
             ("KUBECONFIG", controller_config.display().to_string()),
@@ -882,7 +837,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
         "controller ready",
         Duration::from_secs(60),
         || {
-            controller.assert_running();
+            controller.assert_running("waiting for readiness");
             matches!(http_get(health, "/readyz"), Some((200, _))).then_some(())
         },
         || read_log(&controller_log),
@@ -896,7 +851,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
             get_json(&["get", "credentialpolicy", "wakwak", "-n", &ns])
                 .filter(|p| condition_true(p, "Ready"))
         },
-        || controller.log(),
+        || controller.log_text(),
     );
     assert_eq!(
         policy["status"]["observedGeneration"],
@@ -917,7 +872,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
             get_json(&["get", "credentialcutover", "split-login-2018", "-n", &ns])
                 .filter(|c| c["status"]["phase"] == "Completed" && condition_true(c, "Ready"))
         },
-        || controller.log(),
+        || controller.log_text(),
     );
     assert_eq!(cutover["status"]["progress"]["summary"], "6/6 (100%)");
     // It holds the Lease in its own namespace.
@@ -971,9 +926,9 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
         !l.env.contains_key("CREDSHIFT_SMTP"),
         "in a cluster only the controller delivers mail"
     );
-    let port = support::controller::free_port();
+    let port = support::process::free_port();
     l.args.push(format!("--listen=127.0.0.1:{port}"));
-    let mut api = Process::start(
+    let mut api = start(
         &l,
         &[
             ("KUBECONFIG", api_config.display().to_string()),
@@ -986,7 +941,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
         "API ready",
         Duration::from_secs(60),
         || {
-            api.assert_running();
+            api.assert_running("waiting for readiness");
             matches!(curl(port, "/readyz", None, None), Some((200, _))).then_some(())
         },
         || read_log(&api_log),
@@ -1000,7 +955,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
         Some(&json!({"realm": "wakwak", "login_id": TARO, "purpose": "support-portal"})),
     )
     .expect("recovery");
-    assert_eq!(code, 202, "{body}\n{}", api.log());
+    assert_eq!(code, 202, "{body}\n{}", api.log_text());
     let mail = smtp.wait_for_mail(TARO_MAIL, Duration::from_secs(60));
     assert!(mail.body.contains(TARO), "{mail:?}");
     assert_eq!(
@@ -1014,7 +969,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
             (controller_metric(health, "credshift_recovery_mails_total", "result=\"sent\"") >= 1.0)
                 .then_some(())
         },
-        || controller.log(),
+        || controller.log_text(),
     );
     // The policy's status shows it once the policy is reconciled again.
     kubectl_ok(&[
@@ -1033,7 +988,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
             get_json(&["get", "credentialpolicy", "wakwak", "-n", &ns])
                 .filter(|p| p["status"]["recovery"]["mailDelivered"].as_i64() >= Some(1))
         },
-        || controller.log(),
+        || controller.log_text(),
     );
     assert_eq!(policy["status"]["recovery"]["issued"], 1);
 
@@ -1070,7 +1025,7 @@ fn the_controller_and_the_api_work_with_exactly_their_rbac() {
     controller.stop();
     api.stop();
     for (what, p) in [("controller", &controller), ("api", &api)] {
-        let log = p.log();
+        let log = p.log_text();
         let lower = log.to_lowercase();
         // A 403 is a status word on its own, not three digits inside a
         // timestamp or a port number.

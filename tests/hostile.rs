@@ -9,11 +9,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Connection as _;
+use support::process::{Guard, Process};
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(
@@ -326,34 +326,26 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
         format!("tokens:\n  - name: portal\n    channel: portal\n    realms: [wakwak]\n    sha256: {digest}\n"),
     )
     .expect("tokens");
-    let port = support::controller::free_port();
+    let port = support::process::free_port();
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    let mut serve = support::credshift()
-        .args([
-            "serve",
-            "--store",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--min-denial-time",
-            "10ms",
-            "-f",
-        ])
-        .arg(&manifests)
-        .arg("--tokens")
-        .arg(dir.path().join("tokens.yaml"))
-        .env("CREDSHIFT_OUTBOX_KEY", key)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while support::http::request(port, "GET", "/readyz", "", None)
-        .map(|r| r.status)
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "serve ready");
-        std::thread::sleep(Duration::from_millis(100));
+    let mut cmd = support::credshift();
+    cmd.args([
+        "serve",
+        "--store",
+        &url,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--min-denial-time",
+        "10ms",
+        "-f",
+    ])
+    .arg(&manifests)
+    .arg("--tokens")
+    .arg(dir.path().join("tokens.yaml"))
+    .env("CREDSHIFT_OUTBOX_KEY", key);
+    let mut serve = Process::start(cmd, Guard::Watchdog, &dir.path().join("serve.log"));
+    if let Err(why) = serve.wait_http(port, "/readyz", Duration::from_secs(30)) {
+        panic!("serve {why}; log:\n{}", serve.log_text());
     }
     let before = row_counts(&url).await;
     let verify = |login: &str, password: &str| {
@@ -394,8 +386,7 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
             Err(e) => failures.push(format!("{what}: {e}")),
         }
     }
-    let _ = serve.kill();
-    let _ = serve.wait();
+    serve.stop();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let after = row_counts(&url).await;
     // Only the rate-limit counters and nothing else may move.

@@ -398,8 +398,12 @@ fn slowloris_clients_are_cut_off() {
     let bound = Duration::from_secs(15);
     std::thread::scope(|s| {
         // Three drip headers; the fourth sends headers and drips its body.
+        // Each has connected and sent its first bytes before the member
+        // connects: the server accepts in that order.
+        let (connected, each_connected) = std::sync::mpsc::channel();
         let drippers: Vec<_> = (0..4)
             .map(|i| {
+                let connected = connected.clone();
                 s.spawn(move || {
                     let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
                     let head = if i < 3 {
@@ -408,6 +412,7 @@ fn slowloris_clients_are_cut_off() {
                         "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".to_owned()
                     };
                     c.write_all(head.as_bytes()).expect("write");
+                    let _ = connected.send(());
                     let started = Instant::now();
                     let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
                     let mut buf = [0u8; 512];
@@ -435,7 +440,11 @@ fn slowloris_clients_are_cut_off() {
             .collect();
         // With all four connections taken, a member waits in the backlog
         // and is answered once the server has cut the drippers off.
-        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..4 {
+            each_connected
+                .recv_timeout(bound)
+                .expect("every slow client connected");
+        }
         let token = serve.tokens.portal.clone();
         let member = s.spawn(move || {
             http::post_raw(port, "/v1/verify", &token, &verify_body(KENJI, KENJI_LOGIN))

@@ -14,8 +14,11 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, conditions, wait::await_condition, watcher};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::runtime::{conditions, wait::await_condition};
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -77,19 +80,30 @@ async fn kube_crd_established_create_list_and_watch() {
     let resource = ApiResource::from_gvk(&gvk);
     let widgets: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
 
-    // Watch first, so the create is seen as an event, not as initial state.
-    let mut events = watcher(widgets.clone(), watcher::Config::default())
-        .applied_objects()
+    // Watch from the version of the (empty) list, so the create is seen as
+    // an event, not as initial state, however late the watch connects.
+    let version = widgets
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list widgets")
+        .metadata
+        .resource_version
+        .expect("a list has a resourceVersion");
+    let mut events = widgets
+        .watch(&WatchParams::default(), &version)
+        .await
+        .expect("watch widgets")
         .boxed();
     let watch = tokio::spawn(async move {
-        while let Some(obj) = events.try_next().await.expect("watch stream") {
-            if obj.metadata.name.as_deref() == Some("w1") {
+        while let Some(event) = events.try_next().await.expect("watch stream") {
+            if let WatchEvent::Added(obj) = event
+                && obj.metadata.name.as_deref() == Some("w1")
+            {
                 return obj;
             }
         }
         panic!("watch ended without the create");
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut w1 = DynamicObject::new("w1", &resource);
     w1.data = json!({ "spec": { "size": 3 } });

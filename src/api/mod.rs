@@ -13,6 +13,7 @@ mod answer;
 mod auth;
 mod change;
 pub mod cluster;
+mod radius;
 mod recovery;
 mod request;
 mod server;
@@ -225,6 +226,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/verify", post(verify::verify))
         .route("/v1/change", post(change::change))
         .route("/v1/helpdesk/reset", post(recovery::helpdesk_reset))
+        .route("/v1/radius/authenticate", post(radius::authenticate))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             throttle::shed_when_full,

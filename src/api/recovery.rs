@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::Api;
 use super::answer::{Answer, ApiError, reply};
 use super::request::{caller_with_progress, client_of};
-use crate::engine::recovery::HelpdeskCaller;
+use crate::engine::recovery::{HelpdeskCaller, HelpdeskReset};
 use crate::store::AccountState;
 
 #[derive(Deserialize)]
@@ -122,7 +122,7 @@ pub(super) async fn helpdesk_reset(
         .helpdesk_reset(&api.store, &hasher, &account, &req.purpose, caller_is, now)
         .await?;
     match reset {
-        Some(Ok(temp)) => {
+        HelpdeskReset::Reset(temp) => {
             // A new password ends every streak of failures at the account.
             for purpose in realm.policy.purposes.keys() {
                 let streak = format!("{}/{}/{purpose}", req.realm, req.login_id);
@@ -137,13 +137,13 @@ pub(super) async fn helpdesk_reset(
                 json!({ "temporary_password": temp.expose(), "must_change": true }),
             ))
         }
-        Some(Err(credential)) => {
+        HelpdeskReset::NotHelpdeskRecoverable { credential } => {
             api.count("helpdesk_reset", "refused");
             Err(ApiError::forbidden(
                 "not_helpdesk_recoverable",
                 format!("the {credential} password is not recovered by the help desk"),
             ))
         }
-        None => Err(ApiError::unknown_purpose()),
+        HelpdeskReset::UnknownPurpose => Err(ApiError::unknown_purpose()),
     }
 }

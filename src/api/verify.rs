@@ -22,13 +22,24 @@ use crate::store::FailureKey;
 
 #[derive(Deserialize)]
 pub(super) struct VerifyRequest {
-    realm: String,
-    login_id: String,
-    purpose: String,
-    password: String,
+    pub(super) realm: String,
+    pub(super) login_id: String,
+    pub(super) purpose: String,
+    pub(super) password: String,
     /// Who the member is, as the caller sees it (address, calling-station id).
     #[serde(default)]
-    client: Option<String>,
+    pub(super) client: Option<String>,
+}
+
+/// What a verify came to, before it is said in a protocol's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The password answers the purpose.
+    Match,
+    /// A temporary password: it opens nothing but the change of itself.
+    MustChange,
+    /// Wrong, unknown or throttled: alike, and padded to the same time.
+    Denied,
 }
 
 pub(super) async fn verify(
@@ -36,8 +47,28 @@ pub(super) async fn verify(
     headers: HeaderMap,
     Json(req): Json<VerifyRequest>,
 ) -> Answer {
+    Ok(match check(&api, &headers, req).await? {
+        Verdict::Match => reply(
+            StatusCode::OK,
+            json!({ "result": "ok", "must_change": false }),
+        ),
+        Verdict::MustChange => reply(
+            StatusCode::FORBIDDEN,
+            json!({ "result": "must_change", "must_change": true }),
+        ),
+        Verdict::Denied => reply(StatusCode::UNAUTHORIZED, json!({ "result": "denied" })),
+    })
+}
+
+/// Checks `req` for its caller: throttling, the hash, the counts, and the
+/// padding of every denial; counted in `/metrics` as `verify`.
+pub(super) async fn check(
+    api: &Arc<Api>,
+    headers: &HeaderMap,
+    req: VerifyRequest,
+) -> Result<Verdict, ApiError> {
     let started = Instant::now();
-    let (caller, realm) = caller_for(&api, &headers, &req.realm).await?;
+    let (caller, realm) = caller_for(api, headers, &req.realm).await?;
     // Decided before the account is looked up, so it tells nothing about it.
     if !realm.policy.purposes.contains_key(&req.purpose) {
         return Err(ApiError::unknown_purpose());
@@ -45,16 +76,10 @@ pub(super) async fn verify(
     let password = bounded("password", req.password)?;
     let client = client_of(req.client.as_deref(), &caller)?;
     // Every denial looks and lasts alike, whatever the reason.
-    let denied = |outcome: &'static str| {
-        let api = &api;
-        async move {
-            api.count("verify", outcome);
-            api.throttle.pad(started).await;
-            Ok(reply(
-                StatusCode::UNAUTHORIZED,
-                json!({ "result": "denied" }),
-            ))
-        }
+    let denied = |outcome: &'static str| async move {
+        api.count("verify", outcome);
+        api.throttle.pad(started).await;
+        Ok(Verdict::Denied)
     };
     // A login ID that cannot exist is looked up nowhere, counted nowhere,
     // hashed against nothing, and answered alike.
@@ -95,22 +120,15 @@ pub(super) async fn verify(
         None => return Err(ApiError::unknown_purpose()),
     };
     match outcome {
-        // A temporary password opens nothing but the change of itself.
         VerifyOutcome::Match {
             must_change: true, ..
         } => {
             api.count("verify", "must_change");
-            Ok(reply(
-                StatusCode::FORBIDDEN,
-                json!({ "result": "must_change", "must_change": true }),
-            ))
+            Ok(Verdict::MustChange)
         }
         VerifyOutcome::Match { .. } => {
             api.count("verify", "ok");
-            Ok(reply(
-                StatusCode::OK,
-                json!({ "result": "ok", "must_change": false }),
-            ))
+            Ok(Verdict::Match)
         }
         VerifyOutcome::Mismatch | VerifyOutcome::NoCredential => {
             api.count_failure(&guesses, account_exists).await?;

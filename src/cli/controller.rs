@@ -37,10 +37,15 @@ pub struct ControllerArgs {
     /// How often a running cutover writes its progress to status (Go duration).
     #[arg(long, env = "CREDSHIFT_PROGRESS_INTERVAL", default_value = "1s", value_parser = parse_interval)]
     pub progress_interval: Duration,
-    /// Deliver recovery mail through this SMTP relay (smtp://HOST[:PORT]).
-    /// Needs CREDSHIFT_OUTBOX_KEY, the same key the API servers seal with.
-    #[arg(long, env = "CREDSHIFT_SMTP")]
+    /// Deliver recovery mail through this SMTP relay: smtp://HOST[:PORT],
+    /// smtp://USER:PASSWORD@HOST[:PORT]?tls=required (STARTTLS) or
+    /// smtps://USER:PASSWORD@HOST[:PORT] (implicit TLS). Needs
+    /// CREDSHIFT_OUTBOX_KEY, the same key the API servers seal with.
+    #[arg(long, env = "CREDSHIFT_SMTP", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// Trust this CA (PEM) for the relay's certificate, besides the web roots.
+    #[arg(long, env = "CREDSHIFT_SMTP_CA_FILE", requires = "smtp")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, crate::resources::DurationError> {
@@ -59,6 +64,7 @@ impl From<ControllerArgs> for Config {
             health_addr: a.health_addr,
             progress_interval: a.progress_interval,
             smtp: a.smtp,
+            smtp_ca_file: a.smtp_ca_file,
         }
     }
 }

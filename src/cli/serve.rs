@@ -93,10 +93,15 @@ pub struct ServeArgs {
     /// it, new clients wait in the listen backlog.
     #[arg(long, env = "CREDSHIFT_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
-    /// Deliver recovery mail from this process through this SMTP relay
-    /// (smtp://HOST[:PORT]); in a cluster the controller delivers instead.
-    #[arg(long, env = "CREDSHIFT_SMTP")]
+    /// Deliver recovery mail from this process through this SMTP relay:
+    /// smtp://HOST[:PORT], smtp://USER:PASSWORD@HOST[:PORT]?tls=required
+    /// (STARTTLS) or smtps://USER:PASSWORD@HOST[:PORT] (implicit TLS). In a
+    /// cluster the controller delivers instead.
+    #[arg(long, env = "CREDSHIFT_SMTP", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// Trust this CA (PEM) for the relay's certificate, besides the web roots.
+    #[arg(long, env = "CREDSHIFT_SMTP_CA_FILE", requires = "smtp")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// Write recovery mail as .eml files into this directory instead.
     #[arg(long, env = "CREDSHIFT_MAIL_DIR", conflicts_with = "smtp")]
     pub mail_dir: Option<PathBuf>,
@@ -159,7 +164,10 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
             .map_err(|e| Failure(format!("--min-denial-time {e}")))?,
     };
     let transport = match (&args.smtp, &args.mail_dir) {
-        (Some(url), _) => Some(Transport::smtp(url).map_err(|e| Failure(format!("--smtp {e}")))?),
+        (Some(url), _) => Some(
+            Transport::smtp(url, args.smtp_ca_file.as_deref())
+                .map_err(|e| Failure(format!("--smtp {e}")))?,
+        ),
         (None, Some(dir)) => Some(Transport::Directory(dir.clone())),
         _ => None,
     };

@@ -50,8 +50,10 @@ pub struct Config {
     pub health_addr: SocketAddr,
     /// How often a running cutover writes its progress to status.
     pub progress_interval: Duration,
-    /// The SMTP relay recovery mail goes through (`smtp://HOST[:PORT]`).
+    /// The SMTP relay recovery mail goes through ([`crate::courier::Transport::smtp`]).
     pub smtp: Option<String>,
+    /// A CA (PEM) to trust for the relay's certificate.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why the controller stopped or a reconcile failed, by the step that
@@ -76,13 +78,19 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("leader election: {0}")]
-    Lease(String),
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("leader election: the lease watcher stopped")]
+    LeaseWatchStopped,
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
     #[error("{0} has no namespace")]
     NoNamespace(String),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Transport(#[from] crate::courier::TransportError),
+    #[error(transparent)]
+    OutboxKey(#[from] crate::hashing::SealError),
+    #[error("--smtp needs {}", crate::hashing::OUTBOX_KEY_ENV)]
+    NoOutboxKey,
     /// A deletion waits (not a failure): look again after this long.
     #[error("deletion held until the cutover is over")]
     DeletionHeld(Option<Duration>),
@@ -111,10 +119,10 @@ impl Error {
             Error::FinalizerPatch(_) => "FinalizerPatch",
             Error::Store(_) => "Store",
             Error::Engine(_) => "Engine",
-            Error::Lease(_) => "Lease",
+            Error::Lease(_) | Error::LeaseWatchStopped => "Lease",
             Error::Health(_) => "Health",
             Error::NoNamespace(_) => "NoNamespace",
-            Error::Config(_) => "Config",
+            Error::Transport(_) | Error::OutboxKey(_) | Error::NoOutboxKey => "Config",
             Error::DeletionHeld(_) => "DeletionHeld",
             Error::Finalizer(_) => "Finalizer",
         }
@@ -169,13 +177,8 @@ pub const MANAGER: &str = "credshift-controller";
 pub async fn run(args: Config) -> Result<(), Error> {
     let delivery = match &args.smtp {
         Some(url) => {
-            let transport =
-                crate::courier::Transport::smtp(url).map_err(|e| Error::Config(e.to_string()))?;
-            let sealer = crate::hashing::Sealer::from_env()
-                .map_err(|e| Error::Config(e.to_string()))?
-                .ok_or_else(|| {
-                    Error::Config(format!("--smtp needs {}", crate::hashing::OUTBOX_KEY_ENV))
-                })?;
+            let transport = crate::courier::Transport::smtp(url, args.smtp_ca_file.as_deref())?;
+            let sealer = crate::hashing::Sealer::from_env()?.ok_or(Error::NoOutboxKey)?;
             Some((transport, sealer))
         }
         None => None,
@@ -213,8 +216,7 @@ pub async fn run(args: Config) -> Result<(), Error> {
         .with_duration(args.lease_seconds)
         .with_grace(args.lease_seconds.div_ceil(3).max(1))
         .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
+        .await?;
     let (mut leader, lease_task) = lease.watch().await;
     // A standby is ready once it watches the lease; the leader once its watches sync.
     readiness.synced.store(true, Ordering::Relaxed);
@@ -253,7 +255,7 @@ pub async fn run(args: Config) -> Result<(), Error> {
             _ = &mut signal => break,
             changed = leader.changed() => {
                 if changed.is_err() {
-                    return Err(Error::Lease("the lease watcher stopped".into()));
+                    return Err(Error::LeaseWatchStopped);
                 }
             }
         }
@@ -377,15 +379,39 @@ async fn reconcile_all(leader: Leader) {
 
     let policies = policy_controller
         .run(policy::reconcile, policy::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(|result| log_runner_error("CredentialPolicy", result));
     let cutovers = cutover_controller
         .run(cutover::reconcile, cutover::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(|result| log_runner_error("CredentialCutover", result));
     futures::join!(
         policies,
         cutovers,
         recovery::sweep_and_deliver(ctx, delivery)
     );
+}
+
+/// Logs what a controller's runner reports besides reconciles: a failed
+/// watch (the API server unreachable, a permission taken away) is retried
+/// with backoff by the watcher, but ops should see it. A failed reconcile
+/// is logged by its error policy ([`requeue_after_error`]).
+async fn log_runner_error<K, E>(
+    kind: &'static str,
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, watcher::Error>>,
+) where
+    K: kube::Resource,
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as Runner;
+    match result {
+        Ok(_) | Err(Runner::ReconcilerFailed(..)) => {}
+        Err(Runner::QueueError(error)) => {
+            warn!(kind, %error, "watch failed; retrying with backoff");
+        }
+        Err(Runner::ObjectNotFound(object)) => {
+            tracing::debug!(kind, %object, "object gone before its reconcile");
+        }
+        Err(error) => warn!(kind, %error, "controller runner error"),
+    }
 }
 
 /// A watch of `api` feeding a cache, with each object's `managedFields` and

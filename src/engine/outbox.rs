@@ -38,7 +38,9 @@ impl Drop for Mail {
 /// What takes a mail away. An error is said in words for the outbox row
 /// and the log: it never holds the mail's body.
 pub trait Courier {
-    fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), String>> + Send;
+    type Error: std::fmt::Display;
+
+    fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// What one delivery round did.
@@ -108,7 +110,7 @@ pub async fn deliver_due<C: Courier>(
                 subject: render(subject, &payload),
                 body: render(body, &payload),
             };
-            courier.send(&outgoing).await
+            courier.send(&outgoing).await.map_err(|e| e.to_string())
         }
         .await;
         match failure {

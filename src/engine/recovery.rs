@@ -223,7 +223,7 @@ impl Realm {
 
     /// A help-desk reset of the password of `purpose` by `by`: allowed
     /// when the governing credential's recovery is `Helpdesk` now, or for an
-    /// administrator. Returns the temporary password, to be shown once.
+    /// administrator.
     pub async fn helpdesk_reset(
         &self,
         store: &Store,
@@ -232,12 +232,14 @@ impl Realm {
         purpose: &str,
         by: HelpdeskCaller<'_>,
         now: Timestamp,
-    ) -> Result<Option<Result<Secret, String>>, EngineError> {
+    ) -> Result<HelpdeskReset, EngineError> {
         let Some((resolved, recovery)) = self.recovery(store, account, purpose, now).await? else {
-            return Ok(None);
+            return Ok(HelpdeskReset::UnknownPurpose);
         };
         if recovery != Recovery::Helpdesk && !by.administrator {
-            return Ok(Some(Err(resolved.governing)));
+            return Ok(HelpdeskReset::NotHelpdeskRecoverable {
+                credential: resolved.governing,
+            });
         }
         let alphabet: Vec<char> = HELPDESK_ALPHABET.chars().collect();
         let temp = temporary_password(&alphabet, HELPDESK_LENGTH);
@@ -249,8 +251,19 @@ impl Realm {
         store
             .write_credentials_by(account, &writes, now, Some(by.name))
             .await?;
-        Ok(Some(Ok(temp)))
+        Ok(HelpdeskReset::Reset(temp))
     }
+}
+
+/// What a help-desk reset came to.
+pub enum HelpdeskReset {
+    /// Done: the temporary password, to be shown once.
+    Reset(Secret),
+    /// The governing credential's password is not recovered by the help
+    /// desk (self-service, or no recovery), and the caller is no administrator.
+    NotHelpdeskRecoverable { credential: String },
+    /// The realm routes no such purpose.
+    UnknownPurpose,
 }
 
 /// Backoff of mail delivery after `attempts` failures: 10 s doubling per

@@ -26,7 +26,7 @@ use super::policy::NAME_PATTERN;
     printcolumn = r#"{"name":"At","type":"string","jsonPath":".spec.at","description":"When the split starts"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Scheduled, Running, Suspended, Completed or Failed"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary","description":"Accounts split / in scope"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"True once completed"}"#,
+    printcolumn = r#"{"name":"Complete","type":"string","jsonPath":".status.conditions[?(@.type==\"Complete\")].status","description":"True once every account holds every target"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -143,6 +143,19 @@ pub enum CutoverPhase {
     Failed,
 }
 
+impl CutoverPhase {
+    /// The name, as in the status (and as a condition's reason).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CutoverPhase::Scheduled => "Scheduled",
+            CutoverPhase::Running => "Running",
+            CutoverPhase::Suspended => "Suspended",
+            CutoverPhase::Completed => "Completed",
+            CutoverPhase::Failed => "Failed",
+        }
+    }
+}
+
 /// What ops and GitOps read about a cutover.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -150,7 +163,10 @@ pub struct CredentialCutoverStatus {
     /// The `.metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled` (kstatus).
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus: a Scheduled or
+    /// Suspended cutover is Ready, a Running one Reconciling, a Failed one
+    /// Stalled), `Complete` (as a Job's: True once every account holds
+    /// every target) and `Deleting` while a deletion is held.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

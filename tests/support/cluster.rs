@@ -1,11 +1,31 @@
 //! Helpers for tests that drive the controller through a real API server:
-//! the example manifests, `kubectl apply`, and polling an object's status.
+//! a scene to play in, the example manifests, `kubectl apply`, and polling
+//! an object's status.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::api::Api;
+
+/// Where a controller test plays: a namespace of its own on the shared
+/// test API server (the CRDs installed), an administrator's client, and a
+/// directory for its store and logs.
+pub struct Scene {
+    pub client: kube::Client,
+    pub ns: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Scene {
+    pub async fn new() -> Scene {
+        super::kube::install_crds();
+        let client = super::kube::admin_client().await;
+        let ns = super::kube::namespace(&client).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Scene { client, ns, dir }
+    }
+}
 
 /// A manifest from `examples/2018-split/`.
 pub fn example(name: &str) -> String {

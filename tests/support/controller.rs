@@ -1,22 +1,15 @@
 //! `credshift controller` as a real process against the test API server.
 
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A running controller process; killed on drop.
+use super::process::{Guard, Process, free_port};
+
+/// A running controller process, credshift itself ([`Guard::Direct`]:
+/// the tests signal it); stopped on drop.
 pub struct ControllerProcess {
-    pub child: Child,
+    pub process: Process,
     pub health_port: u16,
     pub identity: String,
-    pub log: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Starts a controller for `namespace` (also its lease namespace), on `store_url`.
@@ -65,84 +58,53 @@ pub fn start_full(
     extra_env: &[(&str, &str)],
 ) -> ControllerProcess {
     let port = free_port();
+    let mut cmd = super::credshift();
+    cmd.args([
+        "controller",
+        "--namespace",
+        namespace,
+        "--lease-namespace",
+        namespace,
+    ])
+    .args([
+        "--identity",
+        identity,
+        "--lease-seconds",
+        "4",
+        "--progress-interval",
+        "100ms",
+    ])
+    .arg("--health-addr")
+    .arg(format!("127.0.0.1:{port}"))
+    .args(extra_args)
+    .envs(extra_env.iter().copied())
+    .env("KUBECONFIG", kubeconfig)
+    .env("CREDSHIFT_STORE", store_url)
+    .env("CREDSHIFT_LOG", "credshift=debug,info");
     let log = log_dir.join(format!("{identity}.log"));
-    let file = std::fs::File::create(&log).expect("log file");
-    let child = super::credshift()
-        .args([
-            "controller",
-            "--namespace",
-            namespace,
-            "--lease-namespace",
-            namespace,
-        ])
-        .args([
-            "--identity",
-            identity,
-            "--lease-seconds",
-            "4",
-            "--progress-interval",
-            "100ms",
-        ])
-        .arg("--health-addr")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra_args)
-        .envs(extra_env.iter().copied())
-        .env("KUBECONFIG", kubeconfig)
-        .env("CREDSHIFT_STORE", store_url)
-        .env("CREDSHIFT_LOG", "credshift=debug,info")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("start credshift controller");
     ControllerProcess {
-        child,
+        process: Process::start(cmd, Guard::Direct, &log),
         health_port: port,
         identity: identity.to_owned(),
-        log,
     }
 }
 
 impl ControllerProcess {
     /// GET a path on the health listener; `None` when nothing answers.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.health_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((code, body))
+        let r = super::http::request(self.health_port, "GET", path, "", None).ok()?;
+        Some((r.status, r.text()))
     }
 
     /// Waits until /readyz answers 200.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("controller exited ({status}); log:\n{}", self.log_text());
-            }
-            if matches!(self.get("/readyz"), Some((200, _))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Err(why) = self.process.wait_http(self.health_port, "/readyz", timeout) {
+            panic!("controller {why}; log:\n{}", self.log_text());
         }
-        panic!(
-            "controller not ready in {timeout:?}; log:\n{}",
-            self.log_text()
-        );
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// The value of a counter in /metrics, summed over label sets matching `filter`.
@@ -156,14 +118,8 @@ impl ControllerProcess {
             .sum()
     }
 
+    /// SIGKILL, as a crash or an evicted pod.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }

@@ -168,26 +168,35 @@ pub fn install_crds() {
 
 /// Runs kubectl with `input` on stdin; returns (success, stdout, stderr).
 pub fn kubectl_stdin(args: &[&str], input: &str) -> (bool, String, String) {
-    use std::io::Write as _;
-    let mut child = kubectl()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write manifest");
-    let out = child.wait_with_output().expect("kubectl");
+    let mut cmd = kubectl();
+    cmd.args(args);
+    let out = super::output_with_stdin(cmd, input);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// What kstatus (`sigs.k8s.io/cli-utils`: the health rules of Flux, kpt
+/// and many pipelines) makes of the live `object` (`KIND/NAME`) in `ns`:
+/// its status (`Current`, `InProgress`, `Failed`, …) and message.
+pub fn kstatus(ns: &str, object: &str) -> (String, String) {
+    kstatus_of(&kubectl_ok(&["get", object, "-n", ns, "-o", "json"]))
+}
+
+/// The same of an object as `kubectl get -o json` printed it.
+pub fn kstatus_of(json: &str) -> (String, String) {
+    let out = super::output_with_stdin(Command::new(super::testenv_dir().join("kstatus")), json);
+    assert!(
+        out.status.success(),
+        "kstatus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("kstatus prints one JSON line");
+    let field = |k: &str| verdict[k].as_str().unwrap_or_default().to_owned();
+    (field("status"), field("message"))
 }
 
 /// Runs kubectl; panics with its stderr unless it succeeds; returns stdout.
@@ -214,7 +223,7 @@ pub struct Restartable {
 impl Restartable {
     pub fn start_new() -> Restartable {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = super::controller::free_port();
+        let port = super::process::free_port();
         let mut server = Restartable {
             dir,
             port,

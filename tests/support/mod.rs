@@ -8,6 +8,7 @@ pub mod controller;
 pub mod http;
 pub mod kube;
 pub mod postgres;
+pub mod process;
 pub mod serve;
 pub mod smtp;
 pub mod stores;
@@ -56,6 +57,25 @@ pub fn credshift_on(url: &str) -> std::process::Command {
 /// `credshift ARGS` run to its end.
 pub fn credshift_output(args: &[&str]) -> std::process::Output {
     credshift().args(args).output().expect("run credshift")
+}
+
+/// `cmd` run to its end with `input` on its stdin, its output captured.
+pub fn output_with_stdin(mut cmd: std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 /// Removes the variables [`credshift`] leaves out, for a command that

@@ -1,16 +1,15 @@
 //! A real `credshift serve` on its own SQLite store, filled by
-//! `credshift apply -f examples/2018-split`, for the API suites: started
-//! under a watchdog shell so that no server outlives the tests.
+//! `credshift apply -f examples/2018-split`, for the API suites.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credshift::store::{RecoveryCounts, Store};
 use serde_json::{Value, json};
 
 use super::http::{self, Response};
+use super::process::{Guard, Process, on_free_port};
 use super::smtp::SmtpServer;
 use super::tokens::{Tokens, random_bytes};
 
@@ -55,8 +54,10 @@ pub struct Options<'a> {
     /// Sets `recovery.helpdesk.ttl` of every help-desk credential (by
     /// default 24h).
     pub helpdesk_ttl: Option<&'a str>,
-    /// Deliver recovery mail to this server.
+    /// Deliver recovery mail to this server (trusting its CA, if it has one).
     pub smtp: Option<&'a SmtpServer>,
+    /// The relay URL to use instead of the server's own (a wrong password, say).
+    pub smtp_url: Option<&'a str>,
     /// More `credshift serve` flags.
     pub args: &'a [&'a str],
     /// Serve HTTPS with a fresh self-signed certificate for 127.0.0.1
@@ -82,61 +83,19 @@ pub fn extra_member(n: usize) -> String {
     format!("ab1{n:05}")
 }
 
-/// A running `credshift serve` on its own store; stopped on drop.
-///
-/// It runs under a small shell that stops it (SIGTERM) when the shell's
-/// stdin, a pipe from this process, reaches EOF: on drop, and also when the
-/// test binary is killed, so no server outlives the tests.
+/// A running `credshift serve` on its own store, under the watchdog
+/// ([`Guard::Watchdog`]); stopped on drop.
 pub struct Serve {
-    pub child: Child,
-    pub watch: Option<ChildStdin>,
+    pub process: Process,
     pub port: u16,
     pub store_url: String,
     pub db: PathBuf,
-    pub stderr: PathBuf,
     pub tokens: Tokens,
     /// CREDSHIFT_OUTBOX_KEY (base64) and its raw bytes.
     pub outbox_key: String,
     pub outbox_key_bytes: Vec<u8>,
     pub _dir: tempfile::TempDir,
 }
-
-/// Waits until /readyz answers 200; `Err` when the process exits or time runs out.
-/// Waits until the port accepts connections (serve binds it only once it
-/// is ready); `Err` when the process exits or time runs out.
-pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited ({status})"));
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("not listening in {timeout:?}"))
-}
-
-pub fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited ({status})"));
-        }
-        if let Ok(r) = http::request(port, "GET", "/readyz", "", None)
-            && r.status == 200
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("not ready in {timeout:?}"))
-}
-
-/// Runs `"$0" "$@"` with stdin from /dev/null and sends it SIGTERM once
-/// the shell's own stdin reaches EOF; exits with its status.
-pub const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" </dev/null & pid=$!; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid"#;
 
 impl Serve {
     /// Copies the example (with the options' edits), applies it to a fresh
@@ -220,57 +179,41 @@ impl Serve {
         } else {
             Vec::new()
         };
-        let stderr = dir.path().join("serve.log");
-        let mut attempt = 0;
-        let (child, watch, port) = loop {
-            attempt += 1;
-            let port = super::controller::free_port();
-            let mut cmd = Command::new("sh");
-            super::clean_env(&mut cmd);
-            cmd.args(["-c", WATCHDOG])
-                .arg(super::credshift_bin())
-                .args(["serve", "-f"])
-                .arg(&manifests)
-                .args(["--store", &store_url, "--tokens"])
-                .arg(&tokens_file)
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--log", o.log.unwrap_or("info")])
-                .args(o.args)
-                .args(&tls_args)
-                .env("CREDSHIFT_OUTBOX_KEY", &outbox_key)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr).expect("log file"));
-            if let Some(smtp) = o.smtp {
-                cmd.args(["--smtp", &smtp.url()]);
-            }
-            let mut child = cmd.spawn().expect("start credshift serve");
-            let watch = child.stdin.take();
-            let ready = if o.tls {
-                wait_listening(&mut child, port, Duration::from_secs(60))
-            } else {
-                wait_ready(&mut child, port, Duration::from_secs(60))
-            };
-            match ready {
-                Ok(()) => break (child, watch, port),
-                Err(why) => {
-                    stop(&mut child, watch);
-                    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                    // Someone took the port between free_port() and bind: try another.
-                    if attempt < 3 && log.contains("listen on") {
-                        continue;
+        let log = dir.path().join("serve.log");
+        let (process, port) = on_free_port(
+            |port| {
+                let mut cmd = super::credshift();
+                cmd.args(["serve", "-f"])
+                    .arg(&manifests)
+                    .args(["--store", &store_url, "--tokens"])
+                    .arg(&tokens_file)
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .args(["--log", o.log.unwrap_or("info")])
+                    .args(o.args)
+                    .args(&tls_args)
+                    .env("CREDSHIFT_OUTBOX_KEY", &outbox_key);
+                // As a Secret would give it: the URL may carry a password.
+                if let Some(smtp) = o.smtp {
+                    cmd.env("CREDSHIFT_SMTP", o.smtp_url.unwrap_or(&smtp.url()));
+                    if let Some(ca) = &smtp.ca {
+                        cmd.arg("--smtp-ca-file").arg(ca);
                     }
-                    panic!("credshift serve did not start ({why}); log:\n{log}");
                 }
-            }
-        };
+                Process::start(cmd, Guard::Watchdog, &log)
+            },
+            |serve, port| {
+                if o.tls {
+                    serve.wait_listening(port, Duration::from_secs(60))
+                } else {
+                    serve.wait_http(port, "/readyz", Duration::from_secs(60))
+                }
+            },
+        );
         Serve {
-            child,
-            watch,
+            process,
             port,
             store_url,
             db,
-            stderr,
             tokens,
             outbox_key,
             outbox_key_bytes,
@@ -280,7 +223,13 @@ impl Serve {
 
     /// What serve wrote to stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.log_text()
+    }
+
+    /// The process id of `credshift serve` itself, for reading its memory
+    /// and threads from /proc.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     pub fn call(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -378,44 +327,5 @@ impl Serve {
             store.close().await;
             c
         })
-    }
-}
-
-/// Closes the watchdog's pipe (serve gets SIGTERM and shuts down), waits a
-/// little, then kills what is left.
-pub fn stop(child: &mut Child, watch: Option<ChildStdin>) {
-    drop(watch);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        stop(&mut self.child, self.watch.take());
-    }
-}
-
-impl Serve {
-    /// The process id of `credshift serve` itself (the child of the
-    /// watchdog shell), for reading its memory and threads from /proc.
-    pub fn pid(&self) -> u32 {
-        let sh = self.child.id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap_or_default();
-        children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/comm"))
-                    .is_ok_and(|c| c.trim() == "credshift")
-            })
-            .unwrap_or_else(|| panic!("no credshift process under the watchdog {sh}"))
     }
 }

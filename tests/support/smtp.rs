@@ -11,31 +11,43 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The receiver: `python3 -c SCRIPT PORT DIR`. Each message becomes
+/// The receiver: `python3 -c SCRIPT PORT DIR MODE [CERT KEY USER PASSWORD]`
+/// (MODE `plain`, `starttls` or `tls`: submission that requires STARTTLS
+/// then AUTH, or implicit TLS then AUTH). Each message becomes
 /// `DIR/NNNNNN.json` (written to a temporary name, then renamed, so a reader
 /// never sees half a file).
 const SCRIPT: &str = r#"
-import email, email.policy, json, os, sys, threading
+import email, email.policy, json, os, ssl, sys, threading
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
-port, out = int(sys.argv[1]), sys.argv[2]
+port, out, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 lock = threading.Lock()
 seq = [0]
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        raw = email.message_from_bytes(envelope.content, policy=email.policy.compat32)
         part = msg.get_body(preferencelist=("plain",)) or msg
         body = "" if part.is_multipart() else part.get_content()
         with lock:
             seq[0] += 1
             n = seq[0]
+        login = getattr(session, "auth_data", None)
         record = {
             "from": envelope.mail_from,
             "to": list(envelope.rcpt_tos),
             "header_from": str(msg.get("from", "")),
             "subject": str(msg.get("subject", "")),
+            "raw_subject": str(raw.get("subject", "")),
+            "message_id": str(msg.get("message-id", "")),
+            "date": str(msg.get("date", "")),
+            "mime_version": str(msg.get("mime-version", "")),
+            "content_type": str(msg.get("content-type", "")),
             "body": body,
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
+            "login": login.login.decode() if login is not None else None,
         }
         tmp = os.path.join(out, "%06d.json.tmp" % n)
         with open(tmp, "w", encoding="utf-8") as f:
@@ -43,7 +55,25 @@ class Handler:
         os.rename(tmp, os.path.join(out, "%06d.json" % n))
         return "250 Message accepted for delivery"
 
-controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+kwargs = {}
+if mode != "plain":
+    cert, key, user, password = sys.argv[4:8]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == user.encode() and auth_data.password == password.encode()
+        # handled=False: aiosmtpd answers a failure with 535 itself (left
+        # unset, it waits for a reply that never comes).
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+    kwargs = dict(authenticator=authenticator, auth_required=True)
+    if mode == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True, auth_require_tls=True)
+    else:
+        # The whole connection is TLS; aiosmtpd's own check of it sees
+        # only STARTTLS, so it is not asked to.
+        kwargs.update(ssl_context=context, auth_require_tls=False)
+
+controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
 controller.start()
 print("READY", flush=True)
 try:
@@ -63,16 +93,40 @@ pub struct Mail {
     pub header_from: String,
     /// The decoded `Subject:`.
     pub subject: String,
+    /// The `Subject:` header as it travelled (RFC 2047 encoded words).
+    pub raw_subject: String,
+    pub message_id: String,
+    pub date: String,
+    pub mime_version: String,
+    pub content_type: String,
     /// The decoded text/plain body.
     pub body: String,
+    /// Whether the session was encrypted (STARTTLS or implicit TLS).
+    pub tls: bool,
+    /// The user it authenticated as, if it did.
+    pub login: Option<String>,
     /// The file it was recorded in (`NNNNNN.json`, in arrival order).
     pub file: String,
+}
+
+/// What the receiver demands of its clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Plain SMTP, as a relay inside a cluster.
+    Plain,
+    /// Submission: STARTTLS, then AUTH as `user` with `password`.
+    StartTls { user: String, password: String },
+    /// Implicit TLS (as on port 465), then AUTH.
+    ImplicitTls { user: String, password: String },
 }
 
 /// A running receiver; killed on drop.
 pub struct SmtpServer {
     pub port: u16,
     pub dir: PathBuf,
+    pub security: Security,
+    /// The CA that signed its certificate (TLS modes).
+    pub ca: Option<PathBuf>,
     child: Child,
     stdin: Option<ChildStdin>,
     log: PathBuf,
@@ -88,19 +142,25 @@ fn install_hint() -> &'static str {
 impl SmtpServer {
     /// Starts a receiver on a free loopback port.
     pub fn start() -> SmtpServer {
-        Self::start_with(None)
+        Self::start_with(None, Security::Plain)
     }
 
     /// Starts a receiver on `port` (e.g. one a process was told to use
     /// before anything listened there).
     pub fn start_on(port: u16) -> SmtpServer {
-        Self::start_with(Some(port))
+        Self::start_with(Some(port), Security::Plain)
     }
 
-    fn start_with(port: Option<u16>) -> SmtpServer {
+    /// Starts a receiver that demands `security`, with a certificate for
+    /// 127.0.0.1 signed by a CA of its own ([`SmtpServer::ca`]).
+    pub fn start_secured(security: Security) -> SmtpServer {
+        Self::start_with(None, security)
+    }
+
+    fn start_with(port: Option<u16>, security: Security) -> SmtpServer {
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start(port) {
+            match Self::try_start(port, &security) {
                 Ok(s) => return s,
                 Err(e) => last_error = e,
             }
@@ -111,18 +171,35 @@ impl SmtpServer {
         );
     }
 
-    fn try_start(port: Option<u16>) -> Result<SmtpServer, String> {
+    fn try_start(port: Option<u16>, security: &Security) -> Result<SmtpServer, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let dir = temp.path().join("mail");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = temp.path().join("smtpd.log");
         let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-        let port = port.unwrap_or_else(super::controller::free_port);
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(port.to_string())
-            .arg(&dir)
+        let port = port.unwrap_or_else(super::process::free_port);
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(SCRIPT).arg(port.to_string()).arg(&dir);
+        let ca = match security {
+            Security::Plain => {
+                cmd.arg("plain");
+                None
+            }
+            Security::StartTls { user, password } | Security::ImplicitTls { user, password } => {
+                let (ca, cert, key) = super::tls::ca_and_server(temp.path(), "IP:127.0.0.1");
+                cmd.arg(if matches!(security, Security::StartTls { .. }) {
+                    "starttls"
+                } else {
+                    "tls"
+                })
+                .arg(cert)
+                .arg(key)
+                .arg(user)
+                .arg(password);
+                Some(ca)
+            }
+        };
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -148,6 +225,8 @@ impl SmtpServer {
         Ok(SmtpServer {
             port,
             dir,
+            security: security.clone(),
+            ca,
             child,
             stdin,
             log,
@@ -156,9 +235,21 @@ impl SmtpServer {
         })
     }
 
-    /// `smtp://127.0.0.1:PORT`, for `credshift serve --smtp`.
+    /// Its URL for `credshift --smtp`: `smtp://127.0.0.1:PORT`, with the
+    /// credentials and `?tls=required` for STARTTLS, or `smtps://`.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match &self.security {
+            Security::Plain => format!("smtp://127.0.0.1:{}", self.port),
+            Security::StartTls { user, password } => {
+                format!(
+                    "smtp://{user}:{password}@127.0.0.1:{}?tls=required",
+                    self.port
+                )
+            }
+            Security::ImplicitTls { user, password } => {
+                format!("smtps://{user}:{password}@127.0.0.1:{}", self.port)
+            }
+        }
     }
 
     /// Every message received so far, in arrival order.
@@ -231,7 +322,14 @@ fn read_mail(path: &Path, file: String) -> Mail {
             .unwrap_or_default(),
         header_from: s("header_from"),
         subject: s("subject"),
+        raw_subject: s("raw_subject"),
+        message_id: s("message_id"),
+        date: s("date"),
+        mime_version: s("mime_version"),
+        content_type: s("content_type"),
         body: s("body"),
+        tls: v["tls"].as_bool().unwrap_or(false),
+        login: v["login"].as_str().map(str::to_owned),
         file,
     }
 }

@@ -73,7 +73,7 @@ pub fn refused(seen: Observed<'_>, problems: &[Problem]) -> Decision {
         status: CredentialCutoverStatus {
             observed_generation: seen.generation,
             phase: Some(CutoverPhase::Failed),
-            conditions: conditions(seen, kstatus),
+            conditions: conditions(seen, kstatus, CutoverPhase::Failed),
             ..seen.previous.clone()
         },
         notes,
@@ -93,10 +93,13 @@ pub fn driven(seen: Observed<'_>, model: &Cutover, adv: &Advance, counts: Counts
     let targets = model.into.join(", ");
     let from = &model.from;
     let (phase, kstatus, requeue) = match adv.phase {
+        // Scheduled and Suspended are steady states, waiting for a date or
+        // for ops: Ready (kstatus Current), so that GitOps waits end. Only
+        // a running backfill is in progress.
         Phase::Scheduled => (
             CutoverPhase::Scheduled,
             Kstatus {
-                ready: false,
+                ready: true,
                 why: Said::new(
                     "Scheduled",
                     format!(
@@ -129,7 +132,7 @@ pub fn driven(seen: Observed<'_>, model: &Cutover, adv: &Advance, counts: Counts
         Phase::Suspended => (
             CutoverPhase::Suspended,
             Kstatus {
-                ready: false,
+                ready: true,
                 why: Said::new(
                     "Suspended",
                     if adv.window_exceeded && !seen.spec.suspend {
@@ -175,7 +178,7 @@ pub fn driven(seen: Observed<'_>, model: &Cutover, adv: &Advance, counts: Counts
     let ts = |t: Option<Timestamp>| t.map(|t| t.to_string());
     let status = CredentialCutoverStatus {
         observed_generation: seen.generation,
-        conditions: conditions(seen, kstatus),
+        conditions: conditions(seen, kstatus, phase),
         phase: Some(phase),
         scheduled_at: Some(model.at.to_string()),
         started_at: ts(checkpoint.map(|c| c.started_at)),
@@ -309,13 +312,21 @@ pub fn held_note(previous: &CredentialCutoverStatus, deleting: &Said) -> Option<
         .then(|| Note::warning("Delete", "DeletionHeld", deleting.message.clone()))
 }
 
-/// The kstatus conditions, with `Deleting` while a deletion is held.
-fn conditions(seen: Observed<'_>, kstatus: Kstatus) -> Vec<Condition> {
-    let more = seen
+/// The kstatus conditions; `Complete`, as a Job has it (what
+/// `kubectl wait --for=condition=Complete` waits for: True once every
+/// account holds every target, else False with the phase as its reason);
+/// and `Deleting` while a deletion is held.
+fn conditions(seen: Observed<'_>, kstatus: Kstatus, phase: CutoverPhase) -> Vec<Condition> {
+    let complete = Condition::new(
+        "Complete",
+        phase == CutoverPhase::Completed,
+        phase.as_str(),
+        kstatus.why.message.clone(),
+    );
+    let deleting = seen
         .deleting
-        .map(|d| Condition::new("Deleting", true, d.reason, d.message.clone()))
-        .into_iter()
-        .collect();
+        .map(|d| Condition::new("Deleting", true, d.reason, d.message.clone()));
+    let more = std::iter::once(complete).chain(deleting).collect();
     kstatus.conditions(&seen.previous.conditions, seen.generation, more, seen.now)
 }
 
@@ -385,8 +396,9 @@ mod tests {
         d.notes.iter().map(|n| n.said.reason).collect()
     }
 
-    /// Before `at` it is Scheduled, not Ready, and looked at again exactly
-    /// at `at`: never polled. The Event says it once.
+    /// Before `at` it is Scheduled: Ready (a steady state, kstatus
+    /// Current) but not Complete, and looked at again exactly at `at`:
+    /// never polled. The Event says it once.
     #[test]
     fn scheduled_waits_for_exactly_at_and_says_so_once() {
         let spec = spec();
@@ -403,8 +415,14 @@ mod tests {
         let ready = condition(&d, "Ready");
         assert_eq!(
             (ready.status, ready.reason.as_str()),
+            (ConditionStatus::True, "Scheduled")
+        );
+        let complete = condition(&d, "Complete");
+        assert_eq!(
+            (complete.status, complete.reason.as_str()),
             (ConditionStatus::False, "Scheduled")
         );
+        assert_eq!(condition(&d, "Reconciling").status, ConditionStatus::False);
         assert!(
             ready
                 .message
@@ -440,11 +458,13 @@ mod tests {
         let d = driven(seen(&spec, &previous), &model(), &adv, counts);
         assert_eq!(d.status.phase, Some(CutoverPhase::Running));
         assert_eq!(d.status.progress, Some(Progress::new(30, 100)));
+        let reconciling = condition(&d, "Reconciling");
         assert_eq!(
-            condition(&d, "Reconciling").reason,
-            "Backfilling",
+            (reconciling.status, reconciling.reason.as_str()),
+            (ConditionStatus::True, "Backfilling"),
             "kstatus: in progress"
         );
+        assert_eq!(condition(&d, "Complete").status, ConditionStatus::False);
         assert_eq!(d.requeue, Some(Duration::from_millis(50)));
         // 70 accounts left at 10 per second.
         assert_eq!(
@@ -466,8 +486,9 @@ mod tests {
         assert_eq!(d2.status.eta, d.status.eta, "no new rate: the ETA stands");
     }
 
-    /// Suspended by spec or by an overrun window: not Ready, not
-    /// Reconciling, and the message says how to resume.
+    /// Suspended by spec or by an overrun window: Ready (it waits for
+    /// ops, kstatus Current), not Reconciling, not Complete, and the
+    /// message says how to resume.
     #[test]
     fn suspended_says_why_and_how_to_resume() {
         let mut spec = spec();
@@ -482,7 +503,13 @@ mod tests {
         let d = driven(seen(&spec, &previous), &model(), &adv, counts);
         assert_eq!(d.status.phase, Some(CutoverPhase::Suspended));
         assert!(condition(&d, "Ready").message.contains("onWindowExceeded"));
+        assert_eq!(condition(&d, "Ready").status, ConditionStatus::True);
         assert_eq!(condition(&d, "Reconciling").status, ConditionStatus::False);
+        let complete = condition(&d, "Complete");
+        assert_eq!(
+            (complete.status, complete.reason.as_str()),
+            (ConditionStatus::False, "Suspended")
+        );
         assert_eq!(d.requeue, None, "waits for a change of spec");
         assert_eq!(reasons(&d), ["WindowExceeded"]);
 
@@ -519,6 +546,11 @@ mod tests {
         assert_eq!(d.status.phase, Some(CutoverPhase::Completed));
         assert_eq!(condition(&d, "Ready").status, ConditionStatus::True);
         assert!(condition(&d, "Ready").message.contains("kept for rollback"));
+        let complete = condition(&d, "Complete");
+        assert_eq!(
+            (complete.status, complete.reason.as_str()),
+            (ConditionStatus::True, "Completed")
+        );
         assert_eq!(d.status.completed_at, Some(now().to_string()));
         assert_eq!(d.status.eta, None);
         assert_eq!(d.requeue, Some(Duration::from_millis(60_010)));
@@ -562,6 +594,7 @@ mod tests {
             "spec.at: not a timestamp; spec.split.into[1]: not a credential of the policy"
         );
         assert_eq!(condition(&d, "Ready").status, ConditionStatus::False);
+        assert_eq!(condition(&d, "Complete").reason, "Failed");
         assert_eq!(reasons(&d), ["InvalidSpec"]);
         assert_eq!(d.requeue, None);
         let again = refused(seen(&spec, &d.status), &problems);

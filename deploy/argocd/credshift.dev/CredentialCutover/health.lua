@@ -7,8 +7,8 @@
 --   Stalled=True or phase Failed (invalid spec)    -> Degraded
 --   phase Suspended (spec.suspend, or the window
 --     was exceeded with onWindowExceeded: Suspend) -> Suspended
---   Ready=True (phase Completed)                   -> Healthy
 --   phase Scheduled (valid, waiting for `at`)      -> Healthy
+--   Ready=True (phase Completed)                   -> Healthy
 --   phase Running (dual read on, backfilling)      -> Progressing
 --
 -- A valid Scheduled cutover is Healthy on purpose: it is declared weeks
@@ -62,15 +62,15 @@ if status.phase == "Suspended" then
   return hs
 end
 
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = readyMessage
-  return hs
-end
-
 if status.phase == "Scheduled" then
   hs.status = "Healthy"
   hs.message = "Scheduled: " .. readyMessage
+  return hs
+end
+
+if ready ~= nil and ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = readyMessage
   return hs
 end
 
