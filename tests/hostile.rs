@@ -371,19 +371,77 @@ async fn hostile_api_requests_get_clear_answers_and_change_nothing() {
         ("unknown realm", "/v1/verify", token, br#"{"realm": "x'; --", "login_id": "a", "purpose": "p", "password": "x"}"#.to_vec(), 403),
         ("SQL in recovery", "/v1/recovery", token, br#"{"realm": "wakwak", "login_id": "'; DELETE FROM recovery_tickets;--", "purpose": "support-portal"}"#.to_vec(), 202),
         ("change with SQL", "/v1/change", token, br#"{"realm": "wakwak", "login_id": "ab000001'--", "purpose": "support-portal", "current_password": "x", "new_password": "'; DROP TABLE credentials;--"}"#.to_vec(), 403),
-        ("unknown purpose", "/v1/verify", token, br#"{"realm": "wakwak", "login_id": "ab000001", "purpose": "../../admin", "password": "x"}"#.to_vec(), 400),
+        ("unknown purpose", "/v1/verify", token, br#"{"realm": "wakwak", "login_id": "ab000001", "purpose": "../../admin", "password": "x"}"#.to_vec(), 404),
         ("help-desk reset as the portal", "/v1/helpdesk/reset", token, br#"{"realm": "wakwak", "login_id": "ab000001", "purpose": "connection"}"#.to_vec(), 403),
     ];
     let mut failures = Vec::new();
-    for (what, path, tok, body, expected) in &cases {
-        match support::http::request(port, "POST", path, tok, Some(body)) {
-            Ok(r) if r.status == *expected => {}
-            Ok(r) => failures.push(format!(
+    let sent = cases.iter().map(|(what, path, tok, body, expected)| {
+        let r = support::http::request(port, "POST", path, tok, Some(body));
+        (*what, r, *expected)
+    });
+    // What the handlers never see is refused in the same shape.
+    let verify_body = verify("ab000001", "x");
+    let more = [
+        (
+            "a body that is not JSON",
+            support::http::request_typed(
+                port,
+                "POST",
+                "/v1/verify",
+                token,
+                Some(&verify_body),
+                "text/plain",
+            ),
+            415,
+        ),
+        (
+            "no such endpoint",
+            support::http::request(port, "POST", "/v1/nothing-here", token, Some(b"{}")),
+            404,
+        ),
+        (
+            "a method the endpoint does not take",
+            support::http::request(port, "GET", "/v1/verify", token, None),
+            405,
+        ),
+        (
+            "RADIUS without its query",
+            support::http::request(port, "POST", "/v1/radius/authenticate", token, Some(b"{}")),
+            400,
+        ),
+    ];
+    for (what, answer, expected) in sent.chain(more) {
+        let r = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        if r.status != expected {
+            failures.push(format!(
                 "{what}: {} (expected {expected}): {}",
                 r.status,
                 r.text()
-            )),
-            Err(e) => failures.push(format!("{what}: {e}")),
+            ));
+        }
+        // Every refusal is problem details (RFC 9457) with a stable code;
+        // only the answers of the protocol itself (denied, accepted) are not.
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        if r.status >= 400 && body.get("result").is_none() {
+            let problem = r.header("content-type") == Some("application/problem+json")
+                && body["status"] == r.status
+                && body["code"].is_string()
+                && body["title"].is_string()
+                && body["detail"].is_string();
+            if !problem {
+                failures.push(format!(
+                    "{what}: {} is not problem details: {:?} {}",
+                    r.status,
+                    r.header("content-type"),
+                    r.text()
+                ));
+            }
         }
     }
     serve.stop();

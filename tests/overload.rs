@@ -141,7 +141,7 @@ fn every_password_field_is_capped_before_any_hash() {
         assert_eq!(r.0, 400, "{}", r.1);
         assert_eq!(r.1["error"], "password_too_long");
         assert!(
-            r.1["message"].as_str().unwrap().starts_with("password "),
+            r.1["detail"].as_str().unwrap().starts_with("password "),
             "{}",
             r.1
         );
@@ -157,7 +157,7 @@ fn every_password_field_is_capped_before_any_hash() {
         assert_eq!(r.0, 400, "{}", r.1);
         assert_eq!(r.1["error"], "password_too_long");
         assert!(
-            r.1["message"].as_str().unwrap().starts_with(field),
+            r.1["detail"].as_str().unwrap().starts_with(field),
             "{}",
             r.1
         );

@@ -1,13 +1,21 @@
 //! How the API answers: JSON that no cache keeps ([`reply`]), and
-//! [`ApiError`], the refusal a handler returns with `?`. A refusal says
-//! what is wrong with the request in words fit for the caller; a failure
-//! of the store or the engine is logged and answered `503` without detail.
+//! [`ApiError`], the refusal a handler returns with `?`, as RFC 9457
+//! problem details (`application/problem+json`) with a stable `code`. A
+//! refusal says what is wrong with the request in words fit for the
+//! caller; a failure of the store or the engine is logged and answered
+//! `503` without detail. Requests the handlers never see (a body that is
+//! not JSON, too large or of the wrong type, a wrong path or method) get
+//! the same shape ([`Body`], [`not_found`], [`method_not_allowed`]).
 
 use std::borrow::Cow;
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::engine::EngineError;
@@ -20,7 +28,9 @@ pub fn reply(status: StatusCode, body: Value) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-/// A request refused, or not answered now: `{"error": code, "message": …}`.
+/// A request refused, or not answered now, as problem details:
+/// `{"type": "about:blank", "title", "status", "detail", "code"}`, and
+/// `error` (the same as `code`: the name the first clients read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -52,9 +62,14 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    /// The purpose is not in the realm's policy (decided without the account).
+    /// The purpose is not in the realm's policy (decided without the
+    /// account): no such thing to check, as a path that is not there.
     pub fn unknown_purpose() -> ApiError {
-        ApiError::bad_request("unknown_purpose", "no such purpose in the policy")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_purpose",
+            "no such purpose in the policy",
+        )
     }
 
     /// Every hashing slot (or the line for one key) is taken: come back in
@@ -96,10 +111,23 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = reply(
+        let body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.message,
+            "code": self.code,
+            "error": self.code,
+        });
+        let mut response = (
             self.status,
-            json!({ "error": self.code, "message": self.message }),
-        );
+            [
+                (header::CONTENT_TYPE, PROBLEM_JSON),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body.to_string(),
+        )
+            .into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -108,6 +136,84 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The media type of problem details (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A JSON request body; what axum would answer in plain text when it is
+/// not one (wrong media type, malformed, a field missing or of the wrong
+/// type, too large) is an [`ApiError`] instead.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(rejected_body(rejection)),
+        }
+    }
+}
+
+fn rejected_body(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let detail = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => ApiError::new(status, "invalid_field", detail),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(status, "invalid_json", detail),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            status,
+            "unsupported_media_type",
+            "the body must be JSON, with Content-Type: application/json",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "body_too_large",
+            "the body is larger than the 16 KiB a request may be",
+        ),
+        _ => ApiError::new(status, "invalid_body", detail),
+    }
+}
+
+/// A query string that does not parse: an [`ApiError`], as a body's would be.
+pub struct QueryOf<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryOf<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(QueryOf(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// No such endpoint.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The endpoint exists, not with this method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take this method",
+    )
 }
 
 /// What every handler returns.
@@ -124,6 +230,28 @@ mod tests {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_problem_details_with_its_code() {
+        let r =
+            ApiError::forbidden("channel_not_allowed", "not through this channel").into_response();
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let bytes = axum::body::to_bytes(r.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            body,
+            json!({
+                "type": "about:blank",
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "not through this channel",
+                "code": "channel_not_allowed",
+                "error": "channel_not_allowed",
+            })
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
@@ -15,7 +14,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Api;
-use super::answer::{Answer, ApiError, reply};
+use super::answer::{Answer, ApiError, Body, reply};
 use super::request::{bounded, caller_with_progress, client_of};
 use crate::engine::members::Refusal;
 use crate::names::LoginId;
@@ -45,7 +44,7 @@ fn refused(refusal: &Refusal) -> ApiError {
 pub(super) async fn change(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Json(req): Json<ChangeRequest>,
+    Body(req): Body<ChangeRequest>,
 ) -> Answer {
     let started = Instant::now();
     let (caller, realm) = caller_with_progress(&api, &headers, &req.realm).await?;

@@ -242,6 +242,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(answer::not_found)
+        .method_not_allowed_fallback(answer::method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(api)
 }

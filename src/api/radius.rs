@@ -21,16 +21,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Api;
-use super::answer::{ApiError, reply};
-use super::verify::{Verdict, VerifyRequest, check};
+use super::answer::{ApiError, Body, QueryOf, reply};
+use super::request::caller_for;
+use super::verify::{Verdict, VerifyRequest, check_for};
 
 /// Which purpose of which realm the RADIUS server checks (the URI's query).
 #[derive(Deserialize)]
@@ -42,39 +42,64 @@ pub(super) struct Target {
 /// One attribute as rlm_rest encodes it: `{"type": …, "value": [...]}`.
 #[derive(Deserialize)]
 pub(super) struct Attribute {
-    #[serde(default)]
     value: Vec<Value>,
 }
 
 pub(super) async fn authenticate(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(target): Query<Target>,
-    Json(attributes): Json<HashMap<String, Attribute>>,
+    QueryOf(target): QueryOf<Target>,
+    Body(attributes): Body<HashMap<String, Attribute>>,
 ) -> Response {
-    let first = |name: &str| {
-        attributes
-            .get(name)
-            .and_then(|a| a.value.first())
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    let started = std::time::Instant::now();
+    // Who asks, before anything of the request is looked at.
+    let (caller, realm) = match caller_for(&api, &headers, &target.realm).await {
+        Ok(found) => found,
+        Err(e) => return answer(Err(e)),
     };
-    let (Some(login_id), Some(password)) = (first("User-Name"), first("User-Password")) else {
-        return ApiError::new(
+    // The text of an attribute the request has: its first value.
+    let text = |name: &'static str| match attributes.get(name) {
+        None => Ok(None),
+        Some(a) => match a.value.first().and_then(Value::as_str) {
+            Some(v) => Ok(Some(v.to_owned())),
+            None => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_attribute",
+                format!("{name} has no text value"),
+            )),
+        },
+    };
+    let attribute = |name| match text(name) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing_attribute",
             "User-Name and User-Password (PAP) are required; CHAP and MS-CHAP cannot be checked against hashed passwords",
-        )
-        .into_response();
+        )),
+        Err(e) => Err(e),
+    };
+    let given = (
+        attribute("User-Name"),
+        attribute("User-Password"),
+        text("Calling-Station-Id"),
+    );
+    let (login_id, password, client) = match given {
+        (Ok(l), Ok(p), Ok(c)) => (l, p, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.into_response(),
     };
     let req = VerifyRequest {
         realm: target.realm,
         login_id,
         purpose: target.purpose,
         password,
-        client: first("Calling-Station-Id"),
+        client,
     };
-    match check(&api, &headers, req).await {
+    answer(check_for(&api, &caller, &realm, req, started).await)
+}
+
+/// A verdict, or a refusal, in rlm_rest's terms.
+fn answer(verdict: Result<Verdict, ApiError>) -> Response {
+    match verdict {
         Ok(Verdict::Match) => StatusCode::NO_CONTENT.into_response(),
         Ok(Verdict::MustChange) => reject("the password must be changed before it can be used"),
         Ok(Verdict::Denied) => reject("denied"),

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
@@ -16,7 +15,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Api;
-use super::answer::{Answer, ApiError, reply};
+use super::answer::{Answer, ApiError, Body, reply};
 use super::request::{caller_with_progress, client_of};
 use crate::engine::recovery::{HelpdeskCaller, HelpdeskReset};
 use crate::store::AccountState;
@@ -35,7 +34,7 @@ pub(super) struct RecoveryRequest {
 pub(super) async fn recovery(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Json(req): Json<RecoveryRequest>,
+    Body(req): Body<RecoveryRequest>,
 ) -> Answer {
     let started = Instant::now();
     let (caller, realm) = caller_with_progress(&api, &headers, &req.realm).await?;
@@ -75,7 +74,7 @@ pub(super) struct ResetRequest {
 pub(super) async fn helpdesk_reset(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Json(req): Json<ResetRequest>,
+    Body(req): Body<ResetRequest>,
 ) -> Answer {
     let (caller, realm) = caller_with_progress(&api, &headers, &req.realm).await?;
     // Resets go through the helpdesk channel only; an administrator token

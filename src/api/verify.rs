@@ -5,18 +5,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Api;
-use super::answer::{Answer, ApiError, reply};
+use super::answer::{Answer, ApiError, Body, reply};
 use super::request::{bounded, caller_for, client_of};
+use super::{Api, Caller};
 use crate::engine::VerifyOutcome;
-use crate::engine::members::LoginVerify;
+use crate::engine::members::{LoginVerify, Realm};
 use crate::names::LoginId;
 use crate::store::FailureKey;
 
@@ -45,7 +44,7 @@ pub(super) enum Verdict {
 pub(super) async fn verify(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Json(req): Json<VerifyRequest>,
+    Body(req): Body<VerifyRequest>,
 ) -> Answer {
     Ok(match check(&api, &headers, req).await? {
         Verdict::Match => reply(
@@ -60,8 +59,9 @@ pub(super) async fn verify(
     })
 }
 
-/// Checks `req` for its caller: throttling, the hash, the counts, and the
-/// padding of every denial; counted in `/metrics` as `verify`.
+/// Checks `req` for the caller of `headers`: throttling, the hash, the
+/// counts, and the padding of every denial; counted in `/metrics` as
+/// `verify`.
 pub(super) async fn check(
     api: &Arc<Api>,
     headers: &HeaderMap,
@@ -69,12 +69,24 @@ pub(super) async fn check(
 ) -> Result<Verdict, ApiError> {
     let started = Instant::now();
     let (caller, realm) = caller_for(api, headers, &req.realm).await?;
+    check_for(api, &caller, &realm, req, started).await
+}
+
+/// [`check`] for a caller already authenticated for `realm`, from `started`
+/// (what denials are padded from).
+pub(super) async fn check_for(
+    api: &Arc<Api>,
+    caller: &Caller,
+    realm: &Realm,
+    req: VerifyRequest,
+    started: Instant,
+) -> Result<Verdict, ApiError> {
     // Decided before the account is looked up, so it tells nothing about it.
     if !realm.policy.purposes.contains_key(&req.purpose) {
         return Err(ApiError::unknown_purpose());
     }
     let password = bounded("password", req.password)?;
-    let client = client_of(req.client.as_deref(), &caller)?;
+    let client = client_of(req.client.as_deref(), caller)?;
     // Every denial looks and lasts alike, whatever the reason.
     let denied = |outcome: &'static str| async move {
         api.count("verify", outcome);

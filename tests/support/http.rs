@@ -52,13 +52,25 @@ impl Response {
 }
 
 /// Sends one request to `127.0.0.1:port`; `token` (when not empty) goes in
-/// `Authorization: Bearer`.
+/// `Authorization: Bearer`, a body goes as JSON.
 pub fn request(
     port: u16,
     method: &str,
     path: &str,
     token: &str,
     body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    request_typed(port, method, path, token, body, "application/json")
+}
+
+/// The same with a body of `content_type`.
+pub fn request_typed(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+    content_type: &str,
 ) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -70,7 +82,7 @@ pub fn request(
     }
     if let Some(b) = body {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             b.len()
         ));
     }
