@@ -3,9 +3,11 @@
 //! the RADIUS / mail / FTP servers call it as authenticated channels.
 //!
 //! One module per endpoint (`verify`, `change`, `recovery` with the
-//! help-desk reset), each a handler that returns [`ApiError`] with `?`;
-//! `request` checks what every request carries, `throttle` counts guesses
-//! and sheds load, `answer` is how answers look, `server` accepts
+//! help-desk reset, `radius`: verify in FreeRADIUS rlm_rest's terms), each
+//! a handler that returns [`ApiError`] with `?`; `request` checks what
+//! every request carries, `throttle` counts guesses and sheds load,
+//! `answer` is how answers look (refusals as RFC 9457 problem details,
+//! also for bodies the handlers never see), `server` accepts
 //! connections within timeouts and limits, `auth` reads the callers'
 //! tokens, [`cluster`] follows the policies in a cluster.
 
