@@ -42,7 +42,7 @@ mod population;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ use jiff::Timestamp;
 use sqlx::Connection as _;
 use support::http;
 use support::process::{Guard, Process, on_free_port};
-use support::serve::DEMO;
+use support::serve::{DEMO, block_on, example_dir};
 use support::smtp::SmtpServer;
 use support::tokens::{Tokens, random_bytes};
 
@@ -85,18 +85,6 @@ const FAILURES: usize = 10;
 const MIN_DENIAL: Duration = Duration::from_millis(250);
 /// Wrong guesses the burst attacker sends at once.
 const BURST: usize = 30;
-
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/2018-split")
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
-}
 
 #[test]
 fn two_hundred_clients_during_a_cutover() {

@@ -9,7 +9,8 @@ use sqlx::Connection as _;
 
 use crate::clients::{Call, Client, Ctx, Record, Want};
 use crate::population::{Member, Population};
-use crate::{CUTOVER, REALM, block_on};
+use crate::support::serve::block_on;
+use crate::{CUTOVER, REALM};
 
 /// A cutover checkpoint: (phase, done, total).
 pub type Progress = (String, i64, i64);

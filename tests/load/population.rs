@@ -10,8 +10,9 @@ use credshift::hashing::{Argon2Params, Secret, hash_password};
 use sha2::Digest as _;
 
 use crate::support::serve::DEMO;
+use crate::support::serve::example_dir;
 use crate::support::tokens::random_hex;
-use crate::{MEMBERS, SAMPLE, example_dir};
+use crate::{MEMBERS, SAMPLE};
 
 /// A member whose password the test knows.
 #[derive(Debug, Clone)]

@@ -164,14 +164,6 @@ impl Process {
         })
     }
 
-    /// Waits until its log contains `text`.
-    pub fn wait_logged(&mut self, text: &str, timeout: Duration) -> Result<(), String> {
-        let log = self.log.clone();
-        self.wait_for(&format!("logging {text:?}"), timeout, || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains(text))
-        })
-    }
-
     /// The process id of credshift itself (under a watchdog, the shell's
     /// child), for signals and for reading its memory and threads from /proc.
     pub fn pid(&self) -> u32 {
