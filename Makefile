@@ -10,7 +10,7 @@ TESTENV_DIR := $(CARGO_TARGET_DIR)/testenv
 # Where the tests find kube-testenv and kubectl.
 export CREDSHIFT_TESTENV_DIR := $(TESTENV_DIR)
 
-.PHONY: all build testenv test lint fmt crds clean
+.PHONY: all build testenv test lint fmt crds openapi clean
 
 all: build
 
@@ -32,9 +32,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Regenerate the committed CRDs from the Rust types (tests/crds.rs fails when they are stale).
+## Regenerate the committed CRDs from the Rust types (tests/generated.rs fails when they are stale).
 crds:
 	$(CARGO) run --quiet --locked -- crd > crds/credshift.dev.yaml
+
+## Regenerate api/openapi.json from the API's handlers and types (tests/generated.rs fails when it is stale).
+openapi:
+	$(CARGO) run --quiet --locked -- openapi > api/openapi.json
 
 clean:
 	$(CARGO) clean

@@ -56,6 +56,9 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Prints the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
+    /// Prints the HTTP API's OpenAPI description (what `api/openapi.json`
+    /// holds and `serve` answers at /openapi.json).
+    Openapi,
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Runs the operator: reconciles CredentialPolicy and CredentialCutover
@@ -165,6 +168,10 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Crd => {
                 print!("{}", crate::resources::crds_yaml()?);
+                Ok(EXIT_OK)
+            }
+            Command::Openapi => {
+                print!("{}", crate::api::openapi_json());
                 Ok(EXIT_OK)
             }
         }

@@ -1088,6 +1088,21 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
         "served document differs from api/openapi.json"
     );
     let doc = r.json();
+    // A schema, or the one its `$ref` names; of a nullable one, the
+    // alternative that is not null.
+    let resolve = |schema: &Value| {
+        let schema = schema["oneOf"]
+            .as_array()
+            .and_then(|of| of.iter().find(|s| s["type"] != "null"))
+            .unwrap_or(schema);
+        match schema["$ref"].as_str() {
+            Some(name) => doc
+                .pointer(name.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("{name} is not in the document"))
+                .clone(),
+            None => schema.clone(),
+        }
+    };
     let paths = doc["paths"].as_object().expect("paths");
     for path in [
         "/v1/verify",
@@ -1100,9 +1115,9 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
     }
     let send = |method: &str, path: &str, body: Option<&Value>| {
         let bytes = body.map(|b| b.to_string().into_bytes());
-        http::request(s.port, method, path, &s.tokens.portal, bytes.as_deref())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-            .status
+        let r = http::request(s.port, method, path, &s.tokens.portal, bytes.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        r.status
     };
     for (path, item) in paths {
         let methods = item.as_object().expect("path item");
@@ -1122,7 +1137,8 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
                 assert!(status != 404 && status != 405, "GET {path}: {status}");
                 continue;
             }
-            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let schema =
+                &resolve(&operation["requestBody"]["content"]["application/json"]["schema"]);
             // The required query parameters, each with a plausible value.
             let query: Vec<String> = operation["parameters"]
                 .as_array()
@@ -1153,8 +1169,8 @@ fn openapi_describes_the_routes_and_request_fields_the_server_has() {
             let properties = schema["properties"].as_object().expect("properties");
             // A plausible value of each field: shape, not meaning, is tested.
             let value = |name: &str| {
-                let schema = properties[name]["$ref"].as_str().unwrap_or_default();
-                if schema.starts_with("#/components/schemas/Radius") {
+                // A RADIUS attribute: {"type": …, "value": [...]}.
+                if resolve(&properties[name])["properties"]["value"]["type"] == "array" {
                     json!({ "type": "string", "value": ["x"] })
                 } else {
                     json!(match name {

@@ -15,8 +15,9 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -24,7 +25,7 @@ use crate::store::StoreError;
 /// A JSON answer. None may be kept by a cache or a browser's history: a
 /// help-desk reset carries a temporary password, and the others say things
 /// about a member's account.
-pub fn reply(status: StatusCode, body: Value) -> Response {
+pub fn reply(status: StatusCode, body: impl Serialize) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
@@ -109,23 +110,52 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// RFC 9457 problem details, as `application/problem+json`: every refusal,
+/// including the requests the handlers never see (not JSON, too large, a
+/// missing or mistyped field, no such path or method).
+#[derive(Serialize, ToSchema)]
+pub struct Problem<'a> {
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    kind: &'a str,
+    /// The HTTP status's reason phrase.
+    title: &'a str,
+    #[schema(example = 403)]
+    status: u16,
+    /// What is wrong, in words fit for the caller.
+    detail: &'a str,
+    /// The stable code, e.g. channel_not_allowed, wrong_current_password,
+    /// too_short, same_as_login_id, blocklisted, reused_password,
+    /// not_helpdesk_recoverable, rate_limited, unknown_purpose,
+    /// unknown_realm, unauthenticated, realm_not_allowed, password_too_long,
+    /// invalid_client, overloaded, unavailable, request_timeout,
+    /// invalid_json, invalid_field, unsupported_media_type, body_too_large,
+    /// invalid_query, missing_attribute, not_found, method_not_allowed.
+    #[schema(example = "realm_not_allowed")]
+    code: &'a str,
+    /// The same as `code`: the name v1 clients first read.
+    #[schema(deprecated, example = "realm_not_allowed")]
+    error: &'a str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.message,
-            "code": self.code,
-            "error": self.code,
-        });
+        let body = Problem {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.message,
+            code: self.code,
+            error: self.code,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_default();
         let mut response = (
             self.status,
             [
                 (header::CONTENT_TYPE, PROBLEM_JSON),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            body.to_string(),
+            body,
         )
             .into_response();
         if let Some(seconds) = self.retry_after {
@@ -140,6 +170,61 @@ impl IntoResponse for ApiError {
 
 /// The media type of problem details (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A refusal as the API's description lists it: given by a layer every
+/// request of some endpoints goes through, not by one handler
+/// ([`crate::api::description`] adds it to each of those endpoints).
+#[derive(Debug, Clone, Copy)]
+pub struct Documented {
+    pub status: StatusCode,
+    pub code: &'static str,
+    /// When it is given, in the description's words.
+    pub when: &'static str,
+    /// With `Retry-After`.
+    pub retry_after: bool,
+}
+
+impl Documented {
+    pub const fn new(status: StatusCode, code: &'static str, when: &'static str) -> Documented {
+        Documented {
+            status,
+            code,
+            when,
+            retry_after: false,
+        }
+    }
+}
+
+/// What [`Body`] refuses, before a handler sees the request.
+pub const BODY_REFUSALS: &[Documented] = &[
+    Documented::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        "the body is not valid JSON",
+    ),
+    Documented::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the body is larger than 16 KiB",
+    ),
+    Documented::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "the body is not application/json",
+    ),
+    Documented::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        "a required field is missing or of the wrong type",
+    ),
+];
+
+/// What every endpoint that reads the store may answer ([`ApiError::unavailable`]).
+pub const STORE_REFUSALS: &[Documented] = &[Documented::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "unavailable",
+    "the store cannot answer now; retry later",
+)];
 
 /// A JSON request body; what axum would answer in plain text when it is
 /// not one (wrong media type, malformed, a field missing or of the wrong
@@ -222,6 +307,7 @@ pub type Answer = Result<Response, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn a_refusal_is_json_with_its_code_and_never_cached() {

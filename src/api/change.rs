@@ -9,38 +9,85 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+use utoipa::ToSchema;
 
 use super::Api;
-use super::answer::{Answer, ApiError, Body, reply};
-use super::request::{bounded, caller_with_progress, client_of};
+use super::answer::{Answer, ApiError, Body, Problem, reply};
+use super::request::{Client, Password, bounded, caller_with_progress, client_of};
 use crate::engine::members::Refusal;
 use crate::names::LoginId;
 use crate::store::FailureKey;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct ChangeRequest {
+    #[schema(example = "wakwak")]
     realm: String,
+    #[schema(example = "ab000001")]
     login_id: String,
+    #[schema(example = "support-portal")]
     purpose: String,
-    current_password: String,
-    new_password: String,
+    current_password: Password,
+    new_password: Password,
     #[serde(default)]
-    client: Option<String>,
+    client: Option<Client>,
+}
+
+/// What a change answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChangeResult {
+    result: Changed,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Changed {
+    Changed,
 }
 
 /// How a refusal by the policy is answered.
 fn refused(refusal: &Refusal) -> ApiError {
-    let status = match refusal {
-        Refusal::ChannelNotAllowed { .. } => StatusCode::FORBIDDEN,
-        Refusal::UnknownPurpose => StatusCode::BAD_REQUEST,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    ApiError::new(status, refusal.code(), refusal.to_string())
+    match refusal {
+        Refusal::UnknownPurpose => ApiError::unknown_purpose(),
+        Refusal::ChannelNotAllowed { .. } | Refusal::WrongCurrentPassword => {
+            ApiError::forbidden(refusal.code(), refusal.to_string())
+        }
+        Refusal::TooShort { .. }
+        | Refusal::TooLong { .. }
+        | Refusal::SameAsLoginId
+        | Refusal::Blocklisted
+        | Refusal::ReusedPassword => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            refusal.code(),
+            refusal.to_string(),
+        ),
+    }
 }
 
+/// Change a password through the caller's channel.
+///
+/// Refused with a reason code when the channel may not change the
+/// credential routed for the purpose at this instant, or the new password
+/// breaks the policy's rules. During a cutover the other new credentials
+/// are materialised from the old one in the same transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/change",
+    request_body = ChangeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = OK, description = "changed", body = ChangeResult),
+        (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json",
+         description = "a password field over 1024 bytes (password_too_long) or an invalid client (invalid_client)"),
+        (status = FORBIDDEN, body = Problem, content_type = "application/problem+json",
+         description = "the channel may not change this credential now (channel_not_allowed), or the current password is wrong (wrong_current_password)"),
+        (status = NOT_FOUND, body = Problem, content_type = "application/problem+json",
+         description = "the purpose is not in the realm's policy (unknown_purpose)"),
+        (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json",
+         description = "the new password breaks a rule of the policy (too_short, too_long, same_as_login_id, blocklisted, reused_password)"),
+    ),
+)]
 pub(super) async fn change(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
@@ -59,7 +106,7 @@ pub(super) async fn change(
     }
     let current = bounded("current_password", req.current_password)?;
     let new = bounded("new_password", req.new_password)?;
-    let client = client_of(req.client.as_deref(), &caller)?;
+    let client = client_of(req.client.as_ref(), &caller)?;
     // Every wrong current password looks and lasts alike, whatever the reason.
     let wrong = |outcome: &'static str| {
         let api = &api;
@@ -123,7 +170,12 @@ pub(super) async fn change(
             drop(turn);
             api.count("change", "changed");
             info!(realm = %req.realm, login_id = %req.login_id, purpose = %req.purpose, channel = %caller.channel, "password changed");
-            Ok(reply(StatusCode::OK, json!({ "result": "changed" })))
+            Ok(reply(
+                StatusCode::OK,
+                ChangeResult {
+                    result: Changed::Changed,
+                },
+            ))
         }
         // Only a wrong current password counts as a failed guess.
         Err(Refusal::WrongCurrentPassword) => {

@@ -4,17 +4,19 @@
 //!
 //! One module per endpoint (`verify`, `change`, `recovery` with the
 //! help-desk reset, `radius`: verify in FreeRADIUS rlm_rest's terms), each
-//! a handler that returns [`ApiError`] with `?`; `request` checks what
-//! every request carries, `throttle` counts guesses and sheds load,
-//! `answer` is how answers look (refusals as RFC 9457 problem details,
-//! also for bodies the handlers never see), `server` accepts
-//! connections within timeouts and limits, `auth` reads the callers'
-//! tokens, [`cluster`] follows the policies in a cluster.
+//! a handler that returns [`ApiError`] with `?` and carries its part of
+//! the OpenAPI description; `request` checks what every request carries,
+//! `throttle` counts guesses and sheds load, `answer` is how answers look
+//! (refusals as RFC 9457 problem details, also for bodies the handlers
+//! never see), `description` puts the OpenAPI document together, `server`
+//! accepts connections within timeouts and limits, `auth` reads the
+//! callers' tokens, [`cluster`] follows the policies in a cluster.
 
 mod answer;
 mod auth;
 mod change;
 pub mod cluster;
+mod description;
 mod radius;
 mod recovery;
 mod request;
@@ -36,22 +38,21 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::EngineError;
 use crate::engine::guesses::InFlight;
 use crate::engine::members::Realm;
 use crate::hashing::{self, HashPool, Sealer};
 use crate::store::{Account, AccountState, Store};
-
-/// The OpenAPI description, committed as `api/openapi.json` and served as is.
-pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 
 /// `realms`, each with the splits the store knows are under way and no
 /// cutover object declares ([`Realm::remembering`]): a cutover deleted or
@@ -222,28 +223,56 @@ impl Api {
     }
 }
 
+/// Every endpoint, with its description; `shed` puts load shedding in
+/// front of the endpoints that hash.
+fn endpoints(
+    shed: impl FnOnce(OpenApiRouter<Arc<Api>>) -> OpenApiRouter<Arc<Api>>,
+) -> OpenApiRouter<Arc<Api>> {
+    let mut hashing = OpenApiRouter::new()
+        .routes(routes!(verify::verify))
+        .routes(routes!(change::change))
+        .routes(routes!(recovery::helpdesk_reset))
+        .routes(routes!(radius::authenticate));
+    description::guarded_by(
+        hashing.get_openapi_mut(),
+        throttle::SHED_REFUSALS,
+        description::every,
+    );
+    let mut all = OpenApiRouter::with_openapi(description::base())
+        .merge(shed(hashing))
+        // Issuing a ticket hashes nothing slow: never shed with the pool.
+        .routes(routes!(recovery::recovery))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics));
+    let doc = all.get_openapi_mut();
+    description::guarded_by(doc, answer::BODY_REFUSALS, description::has_body);
+    for layer in [
+        request::CALLER_REFUSALS,
+        server::DEADLINE_REFUSALS,
+        answer::STORE_REFUSALS,
+    ] {
+        description::guarded_by(doc, layer, description::authenticated);
+    }
+    all
+}
+
+/// The OpenAPI description of every endpoint, as `api/openapi.json` holds
+/// it and `/openapi.json` serves it.
+pub fn openapi_json() -> String {
+    description::to_json(&endpoints(|hashing| hashing).into_openapi())
+}
+
 /// The router with every endpoint.
 pub fn router(api: Arc<Api>) -> Router {
-    let hashing = Router::new()
-        .route("/v1/verify", post(verify::verify))
-        .route("/v1/change", post(change::change))
-        .route("/v1/helpdesk/reset", post(recovery::helpdesk_reset))
-        .route("/v1/radius/authenticate", post(radius::authenticate))
-        .route_layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            throttle::shed_when_full,
-        ));
-    Router::new()
-        .merge(hashing)
-        // Issuing a ticket hashes nothing slow: never shed with the pool.
-        .route("/v1/recovery", post(recovery::recovery))
+    let shed = axum::middleware::from_fn_with_state(api.clone(), throttle::shed_when_full);
+    let (router, doc) = endpoints(|hashing| hashing.route_layer(shed)).split_for_parts();
+    let openapi = axum::body::Bytes::from(description::to_json(&doc));
+    router
         .route(
             "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(answer::not_found)
         .method_not_allowed_fallback(answer::method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
@@ -267,6 +296,17 @@ pub async fn serve(
     server::run(listener, router(api), tls, limits, shutdown).await
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = OK, description = "alive", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = OK, description = "ready", body = String),
+    (status = SERVICE_UNAVAILABLE, description = "not ready: the store does not answer within 2 s", body = String),
+))]
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), api.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
@@ -274,6 +314,11 @@ async fn readyz(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = OK, description = "OpenMetrics text", body = String,
+     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+))]
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &api.registry).is_err() {

@@ -224,6 +224,13 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Counted {
     }
 }
 
+/// What [`request_deadline`] answers, on any request.
+pub const DEADLINE_REFUSALS: &[super::answer::Documented] = &[super::answer::Documented::new(
+    StatusCode::REQUEST_TIMEOUT,
+    "request_timeout",
+    "the request was not read and answered within the server's request timeout",
+)];
+
 /// Ends a request that takes longer than the limit (reading its body
 /// included) with `408`, and closes its connection.
 async fn request_deadline(

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
 use super::Api;
-use super::answer::ApiError;
+use super::answer::{ApiError, Documented};
 use crate::engine::guesses::{self, GuessLimit};
 use crate::hashing::HashPool;
 use crate::store::FailureKey;
@@ -122,6 +122,16 @@ impl Api {
     }
 }
 
+/// What [`shed_when_full`] answers in front of the endpoints that hash.
+pub const SHED_REFUSALS: &[Documented] = &[Documented {
+    retry_after: true,
+    ..Documented::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "every hashing slot is taken; retry after Retry-After seconds",
+    )
+}];
+
 /// Answers `503` at once, before the body is read or the caller
 /// authenticated, when every hashing slot is taken: under overload a
 /// request that would be shed costs as little as it can. (Decided before
@@ -133,7 +143,7 @@ pub(super) async fn shed_when_full(
 ) -> Response {
     if api.hasher.shed_if_full() {
         let endpoint = match request.uri().path() {
-            "/v1/verify" => "verify",
+            "/v1/verify" | "/v1/radius/authenticate" => "verify",
             "/v1/change" => "change",
             _ => "helpdesk_reset",
         };

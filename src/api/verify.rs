@@ -8,26 +8,46 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::answer::{Answer, ApiError, Body, reply};
-use super::request::{bounded, caller_for, client_of};
+use super::answer::{Answer, ApiError, Body, Problem, reply};
+use super::request::{Client, Password, bounded, caller_for, client_of};
 use super::{Api, Caller};
 use crate::engine::VerifyOutcome;
 use crate::engine::members::{LoginVerify, Realm};
 use crate::names::LoginId;
 use crate::store::FailureKey;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct VerifyRequest {
+    #[schema(example = "wakwak")]
     pub(super) realm: String,
+    #[schema(example = "ab000001")]
     pub(super) login_id: String,
+    #[schema(example = "support-portal")]
     pub(super) purpose: String,
-    pub(super) password: String,
-    /// Who the member is, as the caller sees it (address, calling-station id).
+    pub(super) password: Password,
     #[serde(default)]
-    pub(super) client: Option<String>,
+    pub(super) client: Option<Client>,
+}
+
+/// What a verify answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct VerifyResult {
+    result: VerifyWord,
+    /// true only with result must_change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    must_change: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum VerifyWord {
+    Ok,
+    Denied,
+    MustChange,
 }
 
 /// What a verify came to, before it is said in a protocol's words.
@@ -41,22 +61,49 @@ pub(super) enum Verdict {
     Denied,
 }
 
+/// Verify a password for a purpose.
+///
+/// Unknown login ID, wrong password and a locked account give the same 401
+/// and body, in comparable time. Failed attempts are throttled per
+/// (account, purpose, client).
+#[utoipa::path(
+    post,
+    path = "/v1/verify",
+    request_body = VerifyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = OK, description = "the password is right", body = VerifyResult),
+        (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json",
+         description = "a password over 1024 bytes (password_too_long) or an invalid client (invalid_client)"),
+        (status = UNAUTHORIZED, description = "denied (VerifyResult)", content(
+            (VerifyResult = "application/json"),
+            (Problem = "application/problem+json"),
+        )),
+        (status = FORBIDDEN, description = "a live temporary password (VerifyResult with result must_change): it is good only for /v1/change", content(
+            (VerifyResult = "application/json"),
+            (Problem = "application/problem+json"),
+        )),
+        (status = NOT_FOUND, body = Problem, content_type = "application/problem+json",
+         description = "the purpose is not in the realm's policy (unknown_purpose)"),
+    ),
+)]
 pub(super) async fn verify(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
     Body(req): Body<VerifyRequest>,
 ) -> Answer {
-    Ok(match check(&api, &headers, req).await? {
-        Verdict::Match => reply(
-            StatusCode::OK,
-            json!({ "result": "ok", "must_change": false }),
-        ),
-        Verdict::MustChange => reply(
-            StatusCode::FORBIDDEN,
-            json!({ "result": "must_change", "must_change": true }),
-        ),
-        Verdict::Denied => reply(StatusCode::UNAUTHORIZED, json!({ "result": "denied" })),
-    })
+    let (status, result, must_change) = match check(&api, &headers, req).await? {
+        Verdict::Match => (StatusCode::OK, VerifyWord::Ok, Some(false)),
+        Verdict::MustChange => (StatusCode::FORBIDDEN, VerifyWord::MustChange, Some(true)),
+        Verdict::Denied => (StatusCode::UNAUTHORIZED, VerifyWord::Denied, None),
+    };
+    Ok(reply(
+        status,
+        VerifyResult {
+            result,
+            must_change,
+        },
+    ))
 }
 
 /// Checks `req` for the caller of `headers`: throttling, the hash, the
@@ -86,7 +133,7 @@ pub(super) async fn check_for(
         return Err(ApiError::unknown_purpose());
     }
     let password = bounded("password", req.password)?;
-    let client = client_of(req.client.as_deref(), caller)?;
+    let client = client_of(req.client.as_ref(), caller)?;
     // Every denial looks and lasts alike, whatever the reason.
     let denied = |outcome: &'static str| async move {
         api.count("verify", outcome);
