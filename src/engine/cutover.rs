@@ -212,7 +212,7 @@ pub async fn advance(
     }
     if out.checkpoint.is_none() {
         // Fresh statistics first: the batch queries must walk the credentials key.
-        store.analyze().await?;
+        store.analyze_if_stale().await?;
         out.checkpoint = Some(store.start_cutover(split, cutover.at, t).await?);
         out.started = true;
     }

@@ -259,13 +259,13 @@ impl Realm {
     ) -> Result<Vec<UnheldRoute>, EngineError> {
         let realm = self.with_progress(store).await?;
         let accounts = store.count_accounts(&realm.policy.realm).await?;
-        let mut held = BTreeMap::new();
-        for credential in realm.policy.purposes.values() {
-            let n = store
-                .count_credentials(&realm.policy.realm, credential)
-                .await?;
-            held.insert(credential.clone(), n);
-        }
+        let counted = store.count_credentials_by_name(&realm.policy.realm).await?;
+        let held: BTreeMap<String, i64> = realm
+            .policy
+            .purposes
+            .values()
+            .map(|c| (c.clone(), counted.get(c).copied().unwrap_or(0)))
+            .collect();
         let routing = effective_routing(&realm.policy, &realm.cutovers, now);
         Ok(unheld_in(&routing, &held, accounts))
     }

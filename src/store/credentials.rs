@@ -307,6 +307,23 @@ impl Store {
         .await?)
     }
 
+    /// How many accounts of the realm hold each credential, in one read of
+    /// the realm's credentials (a credential no account holds is absent):
+    /// one count per name read the realm once per name.
+    pub async fn count_credentials_by_name(
+        &self,
+        realm: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.name, COUNT(*) FROM credentials c JOIN accounts a ON a.id = c.account_id \
+             WHERE a.realm = $1 GROUP BY c.name",
+        )
+        .bind(realm)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Number of accounts in the realm that hold the named credential.
     pub async fn count_credentials(&self, realm: &str, name: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(

@@ -157,13 +157,15 @@ impl CountsCache {
         if let Some(c) = self.lock().get(policy).filter(|c| fresh(c)) {
             return Ok((c.counts.clone(), c.accounts));
         }
-        let mut counts = Vec::new();
-        for credential in model.credentials.keys() {
-            counts.push(CredentialCount {
+        let counted = store.count_credentials_by_name(&model.realm).await?;
+        let counts: Vec<CredentialCount> = model
+            .credentials
+            .keys()
+            .map(|credential| CredentialCount {
                 name: credential.clone(),
-                accounts: store.count_credentials(&model.realm, credential).await?,
-            });
-        }
+                accounts: counted.get(credential).copied().unwrap_or(0),
+            })
+            .collect();
         let accounts = store.count_accounts(&model.realm).await?;
         self.lock().insert(
             policy.to_owned(),
