@@ -555,6 +555,78 @@ $(awk '{print $1 + $2}' "$WORK/raw.time")" >>"$WORK/raw-cpu"
     sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/raw.txt"
 }
 
+# ---------------------------------------------------------------- where the CPU goes
+# The verify benchmarks (verify.sh closed-loop, overload.sh open-loop) share
+# one harness: the same server, raw reference, window pairs and CPU split.
+
+# cpu_split PID -> "hashing_ticks other_ticks": the server's CPU so far, by
+# its hashing threads (credshift-hash-N) and all its other threads.
+cpu_split() {
+    cat /proc/"$1"/task/*/stat | awk '{ t = $14 + $15; if ($2 ~ /credshift-hash/) h += t; else o += t }
+        END { print h + 0, o + 0 }'
+}
+
+# db_ticks -> the CPU ticks of the PostgreSQL server so far (postmaster and
+# its children); 0 on SQLite, which runs inside the API's process.
+db_ticks() {
+    local pm
+    [ -n "${PG_DIR:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ] || { echo 0; return; }
+    pm=$(head -1 "$PG_DIR/data/postmaster.pid")
+    { cat "/proc/$pm/stat"; for c in $(pgrep -P "$pm"); do
+        cat "/proc/$c/stat" 2>/dev/null; done; } | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
+
+# ticks -> "busy total hash other db": the machine's busy and total CPU
+# ticks (/proc/stat), the server's by hashing threads and the rest, and the
+# database server's.
+ticks() {
+    local db=0
+    [ "$1" = postgres ] && db=$(db_ticks)
+    echo "$(awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat) \
+$(cpu_split "$SERVE_PID") $db"
+}
+
+# measured TAG DB CMD...: runs the load command CMD of one API window (its
+# stdout is the caller's) and appends the window's CPU ticks to
+# $WORK/cpu-TAG: "busy total hash other db load" (the machine's busy and
+# total, the server's hashing threads and other threads, the database
+# server's, the load's own user+system).
+measured() {
+    local tag=$1 db=$2 before after
+    shift 2
+    before=$(ticks "$db")
+    /usr/bin/time -f '%U %S' -o "$WORK/load.time" "$@"
+    after=$(ticks "$db")
+    awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" -v l="$(tail -1 "$WORK/load.time")" 'BEGIN {
+        n = split(b, x, " "); split(a, y, " "); split(l, t, " ")
+        for (i = 1; i <= n; i++) printf "%d ", y[i] - x[i]
+        printf "%d\n", (t[1] + t[2]) * hz }' >>"$WORK/cpu-$tag"
+}
+
+# cpu_shares TAG -> "hash server load db rest idle": the machine's CPU over
+# the API windows of TAG, as shares of all its cores: the server's hashing
+# threads, its other threads (HTTP, JSON and, on SQLite, the database), the
+# load, the database server, everything else (kernel, other processes), idle.
+cpu_shares() {
+    awk '{ b += $1; t += $2; h += $3; o += $4; d += $5; l += $6 }
+        END { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", h/t, o/t, l/t, d/t,
+              (b - h - o - l - d)/t, (t - b)/t }' "$WORK/cpu-$1"
+}
+
+# server_split -> "hash_share api_ms raw_ms": the share of the server's CPU
+# so far that its hashing threads took; the CPU of one hash there (their
+# ticks over the pool's runs, from /metrics) and in the raw windows since the
+# last call (whose tally it then clears).
+server_split() {
+    local hashes hash_ticks other_ticks
+    hashes=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^credshift_api_hash_runs_total /{print $2}')
+    read -r hash_ticks other_ticks < <(cpu_split "$SERVE_PID")
+    awk -v h="$hash_ticks" -v o="$other_ticks" -v n="$hashes" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.3f %.2f ", h / (h + o), h * 1000 / hz / n }'
+    awk '{ n += $1; c += $2 } END { printf "%.2f\n", c * 1000 / n }' "$WORK/raw-cpu"
+    : >"$WORK/raw-cpu"
+}
+
 # release_example NAME: builds examples/NAME.rs in release next to $BIN
 # (unless it is there and --bin was given); prints its path.
 release_example() {

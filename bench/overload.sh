@@ -56,45 +56,9 @@ manifests "$WORK/steady" "2099-01-01T00:00:00Z"
 trap 'stop_serve; cleanup' EXIT
 for db in $DBS; do load_base "$db"; done
 
-# cpu_split PID -> "hashing_ticks other_ticks": the server's CPU so far, by
-# its hashing threads (credshift-hash-N) and all its other threads.
-cpu_split() {
-    cat /proc/"$1"/task/*/stat | awk '{ t = $14 + $15; if ($2 ~ /credshift-hash/) h += t; else o += t }
-        END { print h + 0, o + 0 }'
-}
-
-# db_ticks -> the CPU ticks of the PostgreSQL server so far (postmaster and
-# its children); 0 on SQLite, which runs inside the API's process.
-db_ticks() {
-    local pm
-    [ -n "${PG_DIR:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ] || { echo 0; return; }
-    pm=$(head -1 "$PG_DIR/data/postmaster.pid")
-    { cat "/proc/$pm/stat"; for c in $(pgrep -P "$pm"); do
-        cat "/proc/$c/stat" 2>/dev/null; done; } | awk '{ t += $14 + $15 } END { print t + 0 }'
-}
-
-# ticks -> "busy total hash other db": the machine's busy and total CPU
-# ticks (/proc/stat), the server's by hashing threads and the rest, and the
-# database server's.
-ticks() {
-    local db=0
-    [ "$1" = postgres ] && db=$(db_ticks)
-    echo "$(awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat) \
-$(cpu_split "$SERVE_PID") $db"
-}
-
-offer() { # tag rate db -> JSON line in $WORK/offer-TAG.json; "busy total hash other db load"
-    # tick deltas of the window appended to $WORK/cpu-TAG-prefix
-    local before after
-    before=$(ticks "$3")
-    /usr/bin/time -f '%U %S' -o "$WORK/load.time" \
-        "$LOAD_BIN" "$PORT" "$WORK/token" "$WORK/sample.tsv" "$REALM" support-portal \
-        "$2" "$SECONDS_PER_WINDOW" >"$WORK/offer-$1.json"
-    after=$(ticks "$3")
-    awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" -v l="$(cat "$WORK/load.time")" 'BEGIN {
-        n = split(b, x, " "); split(a, y, " "); split(l, t, " ")
-        for (i = 1; i <= n; i++) printf "%d ", y[i] - x[i]
-        printf "%d\n", (t[1] + t[2]) * hz }' >>"$WORK/cpu-${1%-*}"
+offer() { # tag rate db -> JSON line in $WORK/offer-TAG.json; CPU into $WORK/cpu-TAG-prefix
+    measured "${1%-*}" "$3" "$LOAD_BIN" "$PORT" "$WORK/token" "$WORK/sample.tsv" "$REALM" \
+        support-portal "$2" "$SECONDS_PER_WINDOW" >"$WORK/offer-$1.json"
 }
 
 # pairs TAG: ROUNDS pairs of a raw window and an API window offered FACTOR
@@ -133,26 +97,13 @@ for run in $(seq 1 "$RUNS"); do
         where=$(fresh_copy "$db" "o_${db}_$run")
         start_serve "$(url_of "$db" "$where")" "$WORK/steady" "overload-$db-$run"
         pairs "overload-$db-$run" "$db"
-        # The machine's CPU over the API windows, as shares of all its cores:
-        # hashing threads, the server's other threads, the load, the database
-        # server, everything else (kernel, other processes) and idle.
-        read -r cpu_hash cpu_server cpu_load cpu_db cpu_rest cpu_idle < <(awk '
-            { b += $1; t += $2; h += $3; o += $4; d += $5; l += $6 }
-            END { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", h/t, o/t, l/t, d/t,
-                  (b - h - o - l - d)/t, (t - b)/t }' "$WORK/cpu-overload-$db-$run")
+        read -r cpu_hash cpu_server cpu_load cpu_db cpu_rest cpu_idle < <(cpu_shares "overload-$db-$run")
         rss=$(awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$SERVE_PID/status")
         threads=$(ls "/proc/$SERVE_PID/task" | wc -l)
-        metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
-        shed_total=$(awk '/^credshift_api_hash_shed_total /{print $2}' <<<"$metrics")
-        hashes=$(awk '/^credshift_api_hash_runs_total /{print $2}' <<<"$metrics")
+        shed_total=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^credshift_api_hash_shed_total /{print $2}')
         # Where the server's CPU went (it idles in the raw windows), and the
         # CPU of one hash in its hashing threads and in the raw reference.
-        read -r hash_ticks other_ticks < <(cpu_split "$SERVE_PID")
-        hash_share=$(awk -v h="$hash_ticks" -v o="$other_ticks" 'BEGIN{printf "%.3f", h/(h+o)}')
-        api_ms=$(awk -v h="$hash_ticks" -v n="$hashes" -v hz="$(getconf CLK_TCK)" \
-            'BEGIN{printf "%.2f", h*1000/hz/n}')
-        raw_ms=$(awk '{n += $1; c += $2} END {printf "%.2f", c*1000/n}' "$WORK/raw-cpu")
-        : >"$WORK/raw-cpu"
+        read -r hash_share api_ms raw_ms < <(server_split)
         stop_serve
         drop_copy "$db" "$where"
         read -r ratio raw ok shed other errors p99 rounds < <(summary "overload-$db-$run")

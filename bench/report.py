@@ -16,10 +16,21 @@ import re
 import statistics
 import sys
 
-TARGET_RATIO = 1.5
 TARGET_RSS_MIB = 64
-TARGET_P99_MS = 250
-TARGET_VERIFY_SHARE = 0.90
+# Members must never wait long behind a batch.
+TARGET_P99_MS = 100
+TARGET_VERIFY_SHARE = 0.95
+# Under 3x overload, the goodput the shedding must keep.
+TARGET_OVERLOAD_SHARE = 0.90
+
+
+def target_ratio(db, accounts):
+    """credshift/baseline a cutover must reach: SQLite ≤ 0.8 (it beats the
+    one big transaction, and must keep letting members' writes in);
+    PostgreSQL ≤ 1.10 at 1,000,000 accounts and more, ≤ 1.25 below."""
+    if db == "sqlite":
+        return 0.8
+    return 1.10 if accounts >= 1_000_000 else 1.25
 
 TEXT_MICROS = re.compile(r"backfill batch committed.*?\bmicros=(\d+)")
 TEXT_ACCOUNTS = re.compile(r"\baccounts=(\d+)")
@@ -109,7 +120,7 @@ def cutover(path):
     print()
     print("## Medians")
     print(f"{'db':<9} {'accounts':>9} {'runs':>4} {'baseline s':>10} {'credshift s':>11} "
-          f"{'ratio':>6} {'(≤1.5)':<7} {'RSS MiB':>8} {'(≤64)':<7} {'p99 ms':>7} {'(≤250)':<7} "
+          f"{'ratio':>6} {'target':<13} {'RSS MiB':>8} {'(≤64)':<7} {'p99 ms':>7} {'(≤100)':<7} "
           f"{'accounts/s':>10}")
     for db in dbs:
         runs = sorted({r["run"] for r in rows if r["db"] == db})
@@ -124,8 +135,9 @@ def cutover(path):
         rss = med([c["rss_kib"] / 1024 for _, c in pairs])
         p99 = med([c["p99_ms"] for _, c in pairs])
         n = pairs[0][1]["accounts"]
+        target = target_ratio(db, n)
         print(f"{db:<9} {n:>9} {len(pairs):>4} {base:>10.2f} {cred:>11.2f} {ratio:>6.2f} "
-              f"{verdict(ratio <= TARGET_RATIO):<7} {rss:>8.1f} {verdict(rss <= TARGET_RSS_MIB):<7} "
+              f"{'≤' + format(target, '.2f') + ' ' + verdict(ratio <= target):<13} {rss:>8.1f} {verdict(rss <= TARGET_RSS_MIB):<7} "
               f"{p99:>7.1f} {verdict(p99 <= TARGET_P99_MS):<7} {n / cred:>10.0f}")
     print()
     print("ratio = median over runs of credshift/baseline, each pair on fresh copies of the same")
@@ -168,9 +180,9 @@ def verifies(path):
         print(f"{r['db']:<9} {r['run']:>3} {r['raw']:>7.1f} {r['api']:>7.1f} {r['ratio']:>8.3f} "
               f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['cut_raw']:>14.1f} {r['cut']:>7.1f} "
               f"{r['cut_ratio']:>8.3f} {r['cut_p99_ms']:>7.1f} {r['cut_rounds']:>5} {r['failed']:>6}")
-    print()
+    machine_cpu(rows)
     print("## Medians")
-    print(f"{'db':<9} {'runs':>4} {'API/raw':>8} {'(≥0.90)':<8} {'during cutover':>14} {'(≥0.90)':<8} "
+    print(f"{'db':<9} {'runs':>4} {'API/raw':>8} {'(≥0.95)':<8} {'during cutover':>14} {'(≥0.95)':<8} "
           f"{'failed verifies':>15}")
     for db in [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]:
         rs = [r for r in rows if r["db"] == db]
@@ -188,6 +200,24 @@ def verifies(path):
     print("`credshift apply` backfilling the same store and with the database server.")
 
 
+def machine_cpu(rows):
+    """Where the CPU went in the API windows (bench/lib.sh `measured`), and
+    what one hash cost there against raw (`server_split`)."""
+    rows = [r for r in rows if "cpu_hash" in r]
+    if not rows:
+        return
+    print()
+    print("## The machine's CPU over the API windows (shares of all cores)")
+    print(f"{'db':<9} {'run':>3} {'hashing':>7} {'server':>7} {'load':>7} {'database':>8} "
+          f"{'rest':>7} {'idle':>7} {'hash CPU':>8} {'ms/hash':>7} {'raw ms':>6}")
+    for r in rows:
+        print(f"{r['db']:<9} {r['run']:>3} {r['cpu_hash']:>7.3f} {r['cpu_server']:>7.3f} "
+              f"{r['cpu_load']:>7.3f} {r['cpu_db']:>8.3f} {r['cpu_rest']:>7.3f} "
+              f"{r['cpu_idle']:>7.3f} {r['hash_share']:>8.3f} {r['api_hash_ms']:>7.2f} "
+              f"{r['raw_hash_ms']:>6.2f}")
+    print()
+
+
 def overload(path):
     rows = load(path)
     print("## Per run (per second; each figure the median of its window pairs)")
@@ -200,23 +230,14 @@ def overload(path):
               f"{r['other']:>5} {r['errors']:>6} {r['p99_ms']:>7.1f} {r['rss_mib']:>8.1f} "
               f"{r['threads']:>7} {r['hash_share']:>8.3f} {r['api_hash_ms']:>7.2f} "
               f"{r['raw_hash_ms']:>6.2f}")
-    print()
-    print("## The machine's CPU over the API windows (shares of all cores)")
-    print(f"{'db':<9} {'run':>3} {'hashing':>7} {'server':>7} {'load':>7} {'database':>8} "
-          f"{'rest':>7} {'idle':>7}")
-    for r in rows:
-        if "cpu_hash" in r:
-            print(f"{r['db']:<9} {r['run']:>3} {r['cpu_hash']:>7.3f} {r['cpu_server']:>7.3f} "
-                  f"{r['cpu_load']:>7.3f} {r['cpu_db']:>8.3f} {r['cpu_rest']:>7.3f} "
-                  f"{r['cpu_idle']:>7.3f}")
-    print()
+    machine_cpu(rows)
     print("## Medians")
     print(f"{'db':<9} {'runs':>4} {'goodput/raw':>11} {'(≥0.90)':<8} {'other+errors':>12}")
     for db in [d for d in ("sqlite", "postgres") if any(r["db"] == d for r in rows)]:
         rs = [r for r in rows if r["db"] == db]
         share = med([r["ratio"] for r in rs])
         bad = sum(r["other"] + r["errors"] for r in rs)
-        print(f"{db:<9} {len(rs):>4} {share:>11.3f} {verdict(share >= TARGET_VERIFY_SHARE):<8} "
+        print(f"{db:<9} {len(rs):>4} {share:>11.3f} {verdict(share >= TARGET_OVERLOAD_SHARE):<8} "
               f"{bad:>12} {verdict(bad == 0)}")
     print()
     print("raw = examples/argon2_rate.rs, one thread per core; offered = the open-loop client")

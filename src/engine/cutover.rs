@@ -243,7 +243,7 @@ pub async fn advance(
             break;
         }
         // Members' writes (throttling, changes) go between batches.
-        tokio::time::sleep(store.pause_after_write(batch_clock.elapsed())).await;
+        store.yield_to_writers(batch_clock.elapsed()).await;
     }
     let secs = clock.elapsed().as_secs_f64();
     if accounts > 0 && secs > 0.0 {

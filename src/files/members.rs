@@ -178,9 +178,7 @@ pub async fn import_file(
             let outcomes = store.import_batch(realm, &now_rows, "import", now).await?;
             // Members' writes (throttling, changes) go between batches.
             if options.sharing == Sharing::Shared {
-                let pause = store.pause_after_write(clock.elapsed());
-                tokio::time::sleep(pause).await;
-                summary.paused += pause;
+                summary.paused += store.yield_to_writers(clock.elapsed()).await;
             }
             for (row, outcome) in now_rows.iter().zip(outcomes) {
                 match outcome {
