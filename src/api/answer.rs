@@ -124,13 +124,14 @@ pub struct Problem<'a> {
     status: u16,
     /// What is wrong, in words fit for the caller.
     detail: &'a str,
-    /// The stable code, e.g. channel_not_allowed, wrong_current_password,
-    /// too_short, same_as_login_id, blocklisted, reused_password,
-    /// not_helpdesk_recoverable, rate_limited, unknown_purpose,
-    /// unknown_realm, unauthenticated, realm_not_allowed, password_too_long,
-    /// invalid_client, overloaded, unavailable, request_timeout,
-    /// invalid_json, invalid_field, unsupported_media_type, body_too_large,
-    /// invalid_query, missing_attribute, not_found, method_not_allowed.
+    /// The stable code: channel_not_allowed, wrong_current_password,
+    /// too_short, too_long, same_as_login_id, blocklisted, reused_password,
+    /// not_helpdesk_recoverable, unknown_account, account_closed,
+    /// rate_limited, unknown_purpose, unknown_realm, unauthenticated,
+    /// realm_not_allowed, password_too_long, invalid_client, overloaded,
+    /// unavailable, request_timeout, invalid_json, invalid_field,
+    /// invalid_body, unsupported_media_type, body_too_large, invalid_query,
+    /// missing_attribute, invalid_attribute, not_found, method_not_allowed.
     #[schema(example = "realm_not_allowed")]
     code: &'a str,
     /// The same as `code`: the name v1 clients first read.
