@@ -5,9 +5,11 @@
 # that is rolled back, on the same data as bench/cutover.sh. This is how the
 # plans behind BENCHMARKS.md's cutover figures were read; run it when a batch
 # gets slower. Then what the batch's insert pays for never overwriting a
-# target (ON CONFLICT DO NOTHING), against the same insert without it (what
-# the baseline's INSERT … SELECT does) and with NOT EXISTS instead: each on
-# its own batch of 1000 accounts, the three alternating, 8 rounds, medians.
+# target: credshift's hashed NOT IN over the batch's range, the ON CONFLICT
+# DO NOTHING it falls back to when a member's write commits inside the
+# batch, a NOT EXISTS probe per row, and the same insert with no guard
+# (what the baseline's INSERT … SELECT does): each on its own batch of 1000
+# accounts, in its own transaction, the four alternating, 8 rounds, medians.
 #
 #   bench/explain-batch.sh [--quick | --accounts N] [--order scattered|sorted]
 # shellcheck source=bench/lib.sh
@@ -27,11 +29,15 @@ pg_sql postgres "ALTER DATABASE bench_base ALLOW_CONNECTIONS true"
 
 lo=$(pg_sql bench_base "SELECT id FROM accounts ORDER BY id OFFSET $((N / 2)) LIMIT 1")
 range="s.account_id > $lo AND s.account_id <= \$last AND a.id > $lo AND a.id <= \$last"
-insert() { # [range] [variant]: the one statement for every target
-    local where=${1:-${range//\$last/:last}} extra="" tail="ON CONFLICT (account_id, name) DO NOTHING"
-    case ${2:-conflict} in
-        plain) tail="" ;;
-        notexists) tail=""
+insert() { # [range] [variant] [lo] [hi]: the one statement for every target
+    local where=${1:-${range//\$last/:last}} extra="" tail=""
+    local lo=${3:-$lo} hi=${4:-:last}
+    case ${2:-notin} in
+        conflict) tail="ON CONFLICT (account_id, name) DO NOTHING" ;;
+        plain) ;;
+        notin)
+            extra="AND (s.account_id, t.name) NOT IN (SELECT x.account_id, x.name FROM credentials x WHERE x.account_id > $lo AND x.account_id <= $hi)" ;;
+        notexists)
             extra="AND NOT EXISTS (SELECT 1 FROM credentials x WHERE x.account_id = s.account_id AND x.name = t.name)" ;;
     esac
     echo "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
@@ -57,20 +63,21 @@ EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) $(insert);
 ROLLBACK;
 SQL
 
-# The same insert three ways, each on batches it alone writes (from the
+# The same insert four ways, each on batches it alone writes (from the
 # first account on), so that none finds another's rows.
 mapfile -t bounds < <(pg_sql bench_base "SELECT id FROM accounts ORDER BY id" | awk 'NR % 1000 == 1')
 {
-    echo "BEGIN;"
     k=0
     for round in 1 2 3 4 5 6 7 8; do
-        for variant in conflict plain notexists; do
+        for variant in notin conflict plain notexists; do
+            b=${bounds[$k]} e=${bounds[$((k + 1))]}
+            echo "BEGIN;"
             echo "\\echo $variant"
-            echo "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) $(insert "s.account_id > ${bounds[$k]} AND s.account_id <= ${bounds[$((k + 1))]} AND a.id > ${bounds[$k]} AND a.id <= ${bounds[$((k + 1))]}" "$variant");"
+            echo "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) $(insert "s.account_id > $b AND s.account_id <= $e AND a.id > $b AND a.id <= $e" "$variant" "$b" "$e");"
+            echo "ROLLBACK;"
             k=$((k + 1))
         done
     done
-    echo "ROLLBACK;"
 } >"$WORK/variants.sql"
 echo "--- 3. the insert of one batch (2000 rows), ms: median of 8 (each on its own batch)"
 psql -X -q -d "$PG_BASE/bench_base" -f "$WORK/variants.sql" | "$PY" -c '
@@ -78,15 +85,16 @@ import re, statistics, sys
 times, variant = {}, None
 for line in sys.stdin:
     line = line.strip()
-    if line in ("conflict", "plain", "notexists"):
+    if line in ("notin", "conflict", "plain", "notexists"):
         variant = line
     m = re.match(r"Execution Time: ([0-9.]+) ms", line)
     if m and variant:
         times.setdefault(variant, []).append(float(m.group(1)))
-names = {"conflict": "ON CONFLICT DO NOTHING (credshift)", "plain": "plain INSERT (the baseline)",
-         "notexists": "NOT EXISTS instead"}
+names = {"notin": "hashed NOT IN over the range (credshift)",
+         "conflict": "ON CONFLICT DO NOTHING (its fallback)", "plain": "plain INSERT (the baseline)",
+         "notexists": "NOT EXISTS probe per row"}
 base = statistics.median(times["plain"])
-for v in ("conflict", "plain", "notexists"):
+for v in ("notin", "conflict", "plain", "notexists"):
     med = statistics.median(times[v])
-    print(f"{names[v]:<38} {med:7.2f} ms  x{med / base:.2f}")
+    print(f"{names[v]:<42} {med:7.2f} ms  x{med / base:.2f}")
 '

@@ -665,9 +665,11 @@ async fn killing_the_controller_at_25_random_points_of_a_200k_cutover_on_postgre
     );
 }
 
-/// Injected: the PostgreSQL server of the store is stopped (`pg_ctl stop -m
-/// fast`: open transactions are rolled back) while a 50,000-account cutover
-/// is partway, held down for 5 s, and started again.
+/// Injected: the PostgreSQL server of the store crashes (`pg_ctl stop -m
+/// immediate`: open transactions are lost, and so are the last batches,
+/// whose commits do not wait for the WAL to reach the disk) while a
+/// 50,000-account cutover is partway, is held down for 5 s, and starts
+/// again with crash recovery.
 /// Checked: while it is down the controller keeps running, reports it (a
 /// `reconcile failed` log line for the cutover naming the store error,
 /// /readyz 503) and the cutover stays Running; once it is back the cutover
@@ -702,7 +704,7 @@ async fn postgres_restarted_mid_cutover_the_cutover_completes_with_nothing_lost(
     // What was logged before the store stopped (say, a finalizer patch that
     // lost a race with the watch) is not the report looked for.
     let logged_before = ctl.log_text().len();
-    pg.stop();
+    pg.crash();
     let stopped = Instant::now();
 
     // The controller notices, says so, and stays up.

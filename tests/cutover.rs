@@ -17,7 +17,8 @@ use credshift::engine::model::Recovery;
 use credshift::engine::{Passwords, VerifyOutcome};
 use credshift::hashing::{HashPool, Secret};
 use credshift::store::{
-    Account, AccountState, CheckpointPhase, CredentialWrite, Expected, FailureKey, Store, WriteKind,
+    Account, AccountState, CheckpointPhase, CredentialWrite, Expected, FailureKey, SplitRef, Store,
+    WriteKind,
 };
 use jiff::Timestamp;
 
@@ -833,6 +834,126 @@ async fn changes_during_backfill(db: TestStore) {
     assert_eq!((cp.done, cp.total), (MEMBERS as i64, MEMBERS as i64));
 }
 
+store_test!(
+    a_target_committed_inside_a_batch_is_kept,
+    committed_inside_a_batch
+);
+/// Targets a member set are never overwritten, at the worst moment: a
+/// member's new support password is written, not yet committed, before a
+/// batch starts, and commits while the batch waits for it. The batch keeps
+/// it (on PostgreSQL the batch's plain insert fails on the key and the
+/// batch is redone once with the guard that waits for such writes; SQLite
+/// lets one writer in at a time), and every other account gets its copy.
+async fn committed_inside_a_batch(db: TestStore) {
+    use sqlx::Connection as _;
+    const MEMBERS: usize = 50;
+    const MEMBER_HASH: &str =
+        "$argon2id$v=19$m=1024,t=1,p=1$bWVtYmVyc2FsdA$bWVtYmVyJ3Mgb3duIG5ldyBwYXNzd29yZA";
+    let postgres = db.url.starts_with("postgres");
+    let old_hash = fast_hash(OLD_LOGIN).await;
+    import_members(&db.store, MEMBERS, &old_hash).await;
+    let realm = wakwak();
+    let cutover = realm.cutovers[0].0.clone();
+    let split = SplitRef {
+        cutover: &cutover.name,
+        realm: &realm.policy.realm,
+        source: &cutover.from,
+        targets: &cutover.into,
+    };
+    db.store
+        .start_cutover(split, cutover.at, after())
+        .await
+        .expect("start");
+    let member = wk_member(&db.store, 7).await;
+    let mut conn = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let mut write = conn.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO credentials (account_id, name, hash, set_at, set_via, must_change, version) \
+         VALUES ($1, 'support', $2, $3, 'portal', 0, 1)",
+    )
+    .bind(member.id)
+    .bind(MEMBER_HASH)
+    .bind(after().as_millisecond())
+    .execute(&mut *write)
+    .await
+    .expect("the member's write");
+    let batch = {
+        let (store, cutover, realm) = (db.store.clone(), cutover.clone(), realm.clone());
+        tokio::spawn(async move {
+            let split = SplitRef {
+                cutover: &cutover.name,
+                realm: &realm.policy.realm,
+                source: &cutover.from,
+                targets: &cutover.into,
+            };
+            store.backfill_batch(split, 1000, after()).await
+        })
+    };
+    if postgres {
+        // The batch is blocked on the member's uncommitted key.
+        let mut watch = sqlx::AnyConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watch)
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                !batch.is_finished(),
+                "the batch did not wait for the member's write"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !batch.is_finished(),
+            "the batch did not wait for the member's write"
+        );
+    }
+    write.commit().await.expect("the member's commit");
+    let done = batch.await.expect("task").expect("batch");
+    assert_eq!(done.accounts, MEMBERS as i64);
+    assert_eq!(
+        done.copied,
+        2 * MEMBERS as i64 - 1,
+        "all but the member's own"
+    );
+    assert_eq!(
+        done.redone, postgres,
+        "redone with ON CONFLICT on PostgreSQL only"
+    );
+    let kept = db
+        .store
+        .credential(member.id, "support")
+        .await
+        .expect("read")
+        .expect("support");
+    assert_eq!(
+        kept.hash, MEMBER_HASH,
+        "the member's password was overwritten"
+    );
+    for i in [0, 7, MEMBERS - 1] {
+        let account = wk_member(&db.store, i).await;
+        let connection = db
+            .store
+            .credential(account.id, "connection")
+            .await
+            .expect("read")
+            .expect("connection copied");
+        assert_eq!(connection.hash, old_hash, "member {i}");
+    }
+}
+
 store_test!(two_concurrent_changes_never_lose_one, concurrent_changes);
 /// Two sessions of one member change the password at the same moment, both
 /// with the right current password: one wins, the other is told its current
@@ -1131,7 +1252,7 @@ async fn remembered_splits(db: TestStore) {
 
     // Started, one member copied, then aborted: both answer with login again.
     let targets = cutover.into.clone();
-    let split = credshift::store::SplitRef {
+    let split = SplitRef {
         cutover: &cutover.name,
         realm: "wakwak",
         source: "login",

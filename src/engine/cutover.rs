@@ -228,6 +228,7 @@ pub async fn advance(
             cutover = %cutover.name,
             accounts = batch.accounts,
             copied = batch.copied,
+            redone = batch.redone,
             micros = batch_clock.elapsed().as_micros() as u64,
             "backfill batch committed"
         );

@@ -256,9 +256,22 @@ impl Dedicated {
         ));
     }
 
+    /// Stops the server cleanly (`-m fast`: open transactions roll back,
+    /// then a shutdown checkpoint).
     pub fn stop(&self) {
+        self.pg_ctl_stop("fast");
+    }
+
+    /// Stops the server as a crash would (`-m immediate`): no shutdown
+    /// checkpoint, and WAL still in its buffers (commits that did not wait
+    /// for it) is lost; the next start recovers.
+    pub fn crash(&self) {
+        self.pg_ctl_stop("immediate");
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) {
         self.sh(&format!(
-            "{} {}/pg_ctl -D {}/data -m fast -w stop >/dev/null",
+            "{} {}/pg_ctl -D {}/data -m {mode} -w stop >/dev/null",
             self.run_as,
             self.bin.display(),
             self.dir.display()
